@@ -1,0 +1,1 @@
+"""Data pipeline: readers -> Interactions -> preprocessing -> SequenceData -> protocol splits -> batches."""

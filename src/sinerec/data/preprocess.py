@@ -1,0 +1,219 @@
+"""Preprocessing: filters, chronological order and id remapping, from `Interactions` to `SequenceData`.
+
+Order of operations (each step is recorded in ``SequenceData.steps`` and in the fingerprint):
+
+1. behaviour-type filter (keep the listed types; only when the log has a ``behavior`` column);
+2. duplicate policy for repeated (user, item) pairs: ``keep`` all, keep the ``first`` or the ``last`` one;
+3. iterative k-core filter: drop items with fewer than ``min_item_count`` and users with fewer than
+   ``min_user_count`` interactions, repeated until both hold (``kcore_iterative=False`` does one pass,
+   items first, then users: the ComiRec recipe);
+4. chronological order per user, stable: ties in time keep file order (so does a log without timestamps);
+5. ids remapped: users to 0..U-1 and items to 1..M in ascending order of their original ids
+   (so "smaller id" means the same thing before and after remapping); 0 is the padding item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sinerec.data.frame import BEHAVIOR, ITEM, TIMESTAMP, USER, Interactions
+from sinerec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Filters applied before splitting. The defaults change nothing."""
+
+    behaviors: tuple[str, ...] | None = None  # keep only these behaviour types (None: all)
+    duplicates: str = "keep"  # "keep" | "first" | "last"
+    min_user_count: int = 0
+    min_item_count: int = 0
+    kcore_iterative: bool = True
+
+    def __post_init__(self) -> None:
+        if self.duplicates not in ("keep", "first", "last"):
+            raise ConfigError(f"data.duplicates: expected 'keep', 'first' or 'last', got {self.duplicates!r}")
+        for key in ("min_user_count", "min_item_count"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"data.{key}: must be >= 0, got {getattr(self, key)!r}")
+
+
+@dataclass
+class SequenceData:
+    """Per-user chronological sequences in CSR form, with the id maps back to the original ids.
+
+    Attributes:
+        items: (N,) int64 remapped item ids (1..M), user after user, each user's items in time order.
+        offsets: (U + 1,) int64; user u's items are ``items[offsets[u]:offsets[u + 1]]``.
+        user_ids: (U,) original user id of each user index.
+        item_ids: (M + 1,) original item id of each item index; entry 0 (padding) is None.
+        timestamps: (N,) aligned with ``items``, or None when the log has order only.
+        item_titles / item_categories: per item index (length M + 1, entry 0 empty), when known.
+    """
+
+    name: str
+    items: np.ndarray
+    offsets: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    timestamps: np.ndarray | None = None
+    item_titles: list[str] | None = None
+    item_categories: list[tuple[str, ...]] | None = None
+    steps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_items(self) -> int:
+        """M: the largest item id (ids are 1..M)."""
+        return len(self.item_ids) - 1
+
+    @property
+    def num_interactions(self) -> int:
+        return len(self.items)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of the remapped sequences and the preprocessing steps: equal data, equal print."""
+        h = hashlib.sha256()
+        h.update(json.dumps({"name": self.name, "steps": self.steps}, sort_keys=True, default=str).encode())
+        h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.items, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        lengths = self.lengths
+        return {
+            "name": self.name,
+            "n_users": self.num_users,
+            "n_items": int(len(np.unique(self.items))) if len(self.items) else 0,
+            "n_interactions": self.num_interactions,
+            "min_length": int(lengths.min()) if len(lengths) else 0,
+            "median_length": float(np.median(lengths)) if len(lengths) else 0.0,
+            "max_length": int(lengths.max()) if len(lengths) else 0,
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def _kcore(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int, iterative: bool) -> np.ndarray:
+    """Boolean mask of the rows that survive the (iterative) k-core filter. users/items are dense codes."""
+    keep = np.ones(len(users), dtype=bool)
+    n_users = int(users.max()) + 1 if len(users) else 0
+    n_items = int(items.max()) + 1 if len(items) else 0
+    while True:
+        changed = False
+        if min_item > 0:
+            counts = np.bincount(items[keep], minlength=n_items)
+            bad = keep & (counts[items] < min_item)
+            if bad.any():
+                keep &= ~bad
+                changed = True
+        if min_user > 0:
+            counts = np.bincount(users[keep], minlength=n_users)
+            bad = keep & (counts[users] < min_user)
+            if bad.any():
+                keep &= ~bad
+                changed = True
+        if not iterative or not changed:
+            return keep
+
+
+def preprocess(data: Interactions, config: PreprocessConfig | None = None) -> SequenceData:
+    """Filter, order and remap an interaction log (see the module docstring for the exact order)."""
+    config = config or PreprocessConfig()
+    ev = data.events
+    steps: dict[str, Any] = {"raw": data.describe()}
+    mask = np.ones(len(ev), dtype=bool)
+
+    if config.behaviors is not None and BEHAVIOR in ev.columns:
+        mask &= ev[BEHAVIOR].isin(list(config.behaviors)).to_numpy()
+        steps["behaviors"] = list(config.behaviors)
+
+    # Dense codes for the original ids (sort=True: ascending original ids, used for the final remap too).
+    user_codes, user_uniques = pd.factorize(ev[USER], sort=True)
+    item_codes, item_uniques = pd.factorize(ev[ITEM], sort=True)
+    user_codes = user_codes.astype(np.int64)
+    item_codes = item_codes.astype(np.int64)
+    row = np.arange(len(ev), dtype=np.int64)
+
+    if config.duplicates != "keep":
+        sub = np.flatnonzero(mask)
+        pairs = pd.DataFrame({"u": user_codes[sub], "i": item_codes[sub]})
+        if data.has_timestamps:
+            # "first"/"last" in time, file order breaking ties
+            order = np.lexsort((row[sub], ev[TIMESTAMP].to_numpy()[sub]))
+            pairs = pairs.iloc[order]
+            sub = sub[order]
+        dup = pairs.duplicated(keep=config.duplicates).to_numpy()
+        mask[sub[dup]] = False
+        steps["duplicates"] = config.duplicates
+
+    if config.min_user_count > 0 or config.min_item_count > 0:
+        sub = np.flatnonzero(mask)
+        keep = _kcore(user_codes[sub], item_codes[sub], config.min_user_count, config.min_item_count,
+                      config.kcore_iterative)
+        mask[sub[~keep]] = False
+        steps["kcore"] = {"min_user_count": config.min_user_count, "min_item_count": config.min_item_count,
+                          "iterative": config.kcore_iterative}
+
+    sub = np.flatnonzero(mask)
+    u = user_codes[sub]
+    i = item_codes[sub]
+    ts = ev[TIMESTAMP].to_numpy()[sub] if data.has_timestamps else None
+    # Stable chronological order per user: sort by (user, time, file row); lexsort's last key is primary.
+    order = np.lexsort((sub, ts, u)) if ts is not None else np.lexsort((sub, u))
+    u, i = u[order], i[order]
+    ts = ts[order] if ts is not None else None
+
+    # Remap to contiguous ids, keeping ascending original order: users 0..U-1, items 1..M.
+    used_users = np.unique(u)
+    used_items = np.unique(i)
+    user_map = np.full(len(user_uniques), -1, dtype=np.int64)
+    user_map[used_users] = np.arange(len(used_users))
+    item_map = np.zeros(len(item_uniques), dtype=np.int64)
+    item_map[used_items] = np.arange(1, len(used_items) + 1)
+    u = user_map[u]
+    i = item_map[i]
+    counts = np.bincount(u, minlength=len(used_users))
+    offsets = np.zeros(len(used_users) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+
+    user_ids = np.asarray(user_uniques)[used_users]
+    item_ids = np.empty(len(used_items) + 1, dtype=object)
+    item_ids[0] = None
+    item_ids[1:] = np.asarray(item_uniques)[used_items]
+
+    titles = categories = None
+    if data.items is not None and len(data.items):
+        info = data.items.reindex(pd.Index(item_ids[1:]))
+        if "title" in info.columns:
+            titles = [""] + [t if isinstance(t, str) else "" for t in info["title"].tolist()]
+        if "categories" in info.columns:
+            categories = [()] + [tuple(c) if isinstance(c, (tuple, list)) else () for c in info["categories"]]
+
+    out = SequenceData(
+        name=data.name,
+        items=i.astype(np.int64),
+        offsets=offsets,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        timestamps=ts,
+        item_titles=titles,
+        item_categories=categories,
+        steps=steps,
+    )
+    return out

@@ -1,0 +1,70 @@
+import numpy as np
+import pandas as pd
+import torch
+
+from sinerec.data.frame import Interactions
+from sinerec.data.preprocess import preprocess
+from sinerec.data.splits import ProtocolConfig, leave_one_out
+from sinerec.evaluate import EvalConfig, evaluate, score_items, topk_items
+from sinerec.models.base import ModelOutput, SequentialRecommender
+
+
+def test_topk_ties_go_to_smaller_id_and_padding_never_returned():
+    items = torch.tensor([[9.0], [1.0], [3.0], [1.0], [3.0], [2.0]])  # row 0 padding has the top score
+    ids, scores = topk_items(torch.ones(1, 1), items, 4)
+    assert ids.tolist() == [[2, 4, 5, 1]]
+    assert scores.tolist() == [[3.0, 3.0, 2.0, 1.0]]
+    # the same across item chunks of every size
+    for chunk in (1, 2, 3, 5):
+        assert topk_items(torch.ones(1, 1), items, 4, chunk_size=chunk)[0].tolist() == [[2, 4, 5, 1]]
+
+
+def test_topk_exclusion_and_short_lists():
+    items = torch.tensor([[0.0], [5.0], [4.0], [3.0]])
+    rows, excl = torch.tensor([0, 1, 1]), torch.tensor([1, 2, 3])
+    ids, _ = topk_items(torch.ones(2, 1), items, 3, rows, excl, chunk_size=2)
+    assert ids.tolist() == [[2, 3, -1], [1, -1, -1]]
+
+
+def test_topk_equals_bruteforce_topk():
+    g = torch.Generator().manual_seed(0)
+    user, items = torch.randn(7, 13, generator=g), torch.randn(101, 13, generator=g)
+    ids, scores = topk_items(user, items, 17, chunk_size=29)
+    full = user @ items.T
+    full[:, 0] = -float("inf")
+    ref = torch.topk(full, 17)
+    assert torch.equal(ids, ref.indices) and torch.allclose(scores, ref.values)
+
+
+def test_multi_vector_scores_are_max_over_interests():
+    user = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (1, K=2, D=2)
+    items = torch.tensor([[0.0, 0.0], [2.0, -1.0], [-1.0, 3.0], [1.0, 1.0]])
+    assert score_items(user, items).tolist() == [[0.0, 2.0, 3.0, 1.0]]
+
+
+class FixedScores(SequentialRecommender):
+    """Scores every item by a fixed vector, whatever the history."""
+
+    def __init__(self, scores):
+        super().__init__(len(scores) - 1)
+        self.scores = torch.tensor(scores, dtype=torch.float32)[:, None]
+
+    def forward(self, history, target=None):
+        return ModelOutput(user=torch.ones(history.shape[0], 1))
+
+    def item_embeddings(self):
+        return self.scores
+
+
+def test_evaluate_by_hand_with_and_without_history_exclusion():
+    # one user, sequence 1 2 3 4: test target 4, history [1, 2, 3]
+    d = preprocess(Interactions(pd.DataFrame({"user": [0] * 4, "item": [1, 2, 3, 4], "timestamp": range(4)})))
+    s = leave_one_out(d, ProtocolConfig())
+    model = FixedScores([0, 5, 4, 3, 2])  # ranking 1 2 3 4
+    cfg = EvalConfig(ks=(1, 4))
+    with_ex = evaluate(model, d, s.test, 2, exclude_history=True, config=cfg)
+    assert with_ex.means["HR@1"] == 1.0  # 1, 2, 3 are history: target 4 is first
+    without = evaluate(model, d, s.test, 2, exclude_history=False, config=cfg)
+    assert without.means["HR@1"] == 0.0 and without.means["HR@4"] == 1.0
+    assert np.isclose(without.means["NDCG@4"], 1 / np.log2(5))
+    assert np.isclose(without.means["MRR@4"], 0.25)
