@@ -9,6 +9,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from sinerec.data.datasets import (
     load_dataset,
     locate_dataset,
 )
+from sinerec.data.frame import Interactions
 from sinerec.data.readers import read_ml1m
 from sinerec.errors import DataFormatError, SinerecError
 
@@ -45,7 +47,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def _read_tiny(folder: Path, **options: object) -> object:
+def _read_tiny(folder: Path, **options: Any) -> Interactions:
     return read_ml1m(folder, name="tiny", **options)
 
 
@@ -108,7 +110,7 @@ def test_builtin_ml_latest_small(isolated: Path) -> None:
         got = load_dataset("ml-latest-small", verify=True)
     assert got.describe() == {"n_users": 610, "n_items": 9724, "n_interactions": 100836}
     assert got.name == "ml-latest-small" and got.meta["origin"] == "built-in"
-    folder = Path(got.meta["folder"])
+    folder = Path(str(got.meta["folder"]))
     assert (folder / "README.txt").is_file() and "Usage License" in (folder / "README.txt").read_text()
     assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "movies.csv.gz", "ratings.csv.gz"]
     assert not isolated.exists()  # nothing written to the cache
@@ -173,7 +175,7 @@ def test_download_then_cache(tiny: DatasetInfo, isolated: Path) -> None:
         "n_items": 2,
         "n_interactions": 3,
     }
-    assert got.items.loc[10, "title"] == "Misérables, Les (1995)"
+    assert got.items is not None and got.items.loc[10, "title"] == "Misérables, Les (1995)"
     assert leftovers(isolated) == ["tiny"]  # no temporary folder or archive left
     assert sorted(p.name for p in (isolated / "tiny").iterdir()) == [
         "README",
@@ -284,7 +286,7 @@ def test_real_published_counts(name: str) -> None:
     if not folder.is_dir():
         pytest.skip(f"real data {folder} is absent (it lives in ../shared/data beside the repository)")
     info = DATASETS[name]
-    options = {"skip_bad_lines": True} if name == "taobao-sample" else {}
+    options: dict[str, Any] = {"skip_bad_lines": True} if name == "taobao-sample" else {}
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         got = load_dataset(name, data_dir=folder, verify=True, **options)

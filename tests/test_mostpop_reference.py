@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_dataset
+
 from sinerec.cli import main
 
 

@@ -112,6 +112,15 @@ def test_ml1m_malformed(tmp_path: Path, line: str, reason: str) -> None:
     assert_bad(exc, path, 2, line, reason)
 
 
+def test_ml1m_separator_stand_in_bytes_in_data(tmp_path: Path) -> None:
+    # "::" is replaced by a byte absent from the file; when every candidate occurs, the exact slow road.
+    write(tmp_path, "ratings.dat", ML1M_RATINGS)
+    write(tmp_path, "movies.dat", "10::odd \x1f\x1e\x1d\x01 title::Drama\n20::B::\n", encoding="latin-1")
+    got = read_ml1m(tmp_path)
+    assert got.items is not None
+    assert got.items["title"].tolist() == ["odd \x1f\x1e\x1d\x01 title", "B"]
+
+
 def test_ml1m_missing_file(tmp_path: Path) -> None:
     write(tmp_path, "ratings.dat", ML1M_RATINGS)
     with pytest.raises(SinerecError, match="movies.dat"):
@@ -244,6 +253,13 @@ def test_table_first_line_with_extra_field(tmp_path: Path) -> None:
     path = write(tmp_path, "log.csv", "1,2,3,4\n4,5,6\n")
     with pytest.raises(DataFormatError) as exc:
         read_comirec(path)
+    assert_bad(exc, path, 1, "1,2,3,4", "expected 3 fields, found 4")
+
+
+def test_table_without_header_reports_an_odd_first_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "log.csv", "1,2,3,4\n4,5,6\n7,8,9\n")
+    with pytest.raises(DataFormatError) as exc:
+        read_table(path, 0, 1, 2, header=False)
     assert_bad(exc, path, 1, "1,2,3,4", "expected 3 fields, found 4")
 
 
@@ -390,7 +406,7 @@ def test_taobao_behaviours(tmp_path: Path) -> None:
     pv = read_taobao(path)
     assert pv.events.columns.tolist() == ["user", "item", "timestamp", "category"]
     assert pv.events["item"].tolist() == [10, 12]
-    assert pv.items.index.tolist() == [10, 12]
+    assert pv.items is not None and pv.items.index.tolist() == [10, 12]
     two = read_taobao(path, behaviors=("pv", "buy"))
     assert two.events["behavior"].tolist() == ["pv", "buy", "pv"]
     with pytest.raises(SinerecError, match="unknown behaviour type"):
@@ -437,6 +453,7 @@ def test_real_ml1m(capsys: pytest.CaptureFixture[str]) -> None:
         print(f"\n[timing] read_ml1m({folder}): {elapsed:.2f} s for {len(got.events):,} ratings")
     assert got.describe() == {"n_users": 6040, "n_items": 3706, "n_interactions": 1000209}
     assert got.events.dtypes.astype(str).tolist() == ["int64", "int64", "int64", "float64"]
+    assert got.items is not None
     genres = {g for cats in got.items["categories"] for g in cats}
     assert len(genres) == 18 and "Children's" in genres
     assert len(got.items) == 3883
@@ -447,9 +464,9 @@ def test_real_ml1m(capsys: pytest.CaptureFixture[str]) -> None:
 def test_real_ml_latest_small() -> None:
     got = read_movielens_csv(shared("ml-latest-small"))
     assert got.describe() == {"n_users": 610, "n_items": 9724, "n_interactions": 100836}
-    assert (
-        len({g for cats in got.items["categories"] for g in cats}) == 19
-    )  # + "(no genres listed)" = 20 labels
+    assert got.items is not None
+    # 19 genres + "(no genres listed)" = the 20 labels of PROVENANCE.md
+    assert len({g for cats in got.items["categories"] for g in cats}) == 19
     assert got.items.loc[29, "title"] == "City of Lost Children, The (Cité des enfants perdus, La) (1995)"
 
 
@@ -458,6 +475,7 @@ def test_real_amazon_beauty() -> None:
     folder = shared("amazon-beauty")
     got = read_sequences(folder / "Beauty.txt", folder / "Beauty_item2attributes.json")
     assert got.describe() == {"n_users": 22363, "n_items": 12101, "n_interactions": 198502}
+    assert got.items is not None
     assert len({a for cats in got.items["categories"] for a in cats}) == 637
 
 

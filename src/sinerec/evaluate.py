@@ -80,6 +80,10 @@ def topk_items(user: torch.Tensor, item_vectors: torch.Tensor, k: int,
         order = torch.sort(cat_scores, dim=1, descending=True, stable=True).indices[:, :k]
         best_scores = torch.gather(cat_scores, 1, order)
         best_ids = torch.gather(cat_ids, 1, order)
+    if best_ids.shape[1] < k:  # fewer items than k: pad
+        pad = k - best_ids.shape[1]
+        best_ids = torch.cat([best_ids, best_ids.new_full((B, pad), -1)], dim=1)
+        best_scores = torch.cat([best_scores, best_scores.new_full((B, pad), float("-inf"))], dim=1)
     best_ids = torch.where(torch.isinf(best_scores) & (best_scores < 0), -1, best_ids)
     return best_ids, best_scores
 

@@ -21,6 +21,7 @@ when it finds nothing wrong, the fast result is used.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -29,6 +30,7 @@ import re
 import sys
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,14 +176,14 @@ def _read_header(path: Path, data: bytes, sep: str, quoting: bool, encoding: str
 
 def _fast_read(spec: _Delimited, str_cols: Sequence[int] = ()) -> pd.DataFrame:
     """pandas' C parser over the body; a multi-character separator is first replaced by one unused byte."""
-    data, sep = spec.data, spec.sep
+    data, sep, engine = spec.data, spec.sep, "c"
     if len(sep) > 1:
         for candidate in ("\x1f", "\x1e", "\x1d", "\x01"):
             if candidate.encode() not in data:
                 data, sep = data.replace(spec.sep.encode(spec.encoding), candidate.encode()), candidate
                 break
         else:  # every candidate byte occurs in the file: take the slow but exact road
-            raise _Suspicious("no free byte to stand for the separator")
+            sep, engine = re.escape(sep), "python"
     with warnings.catch_warnings():
         # "Length of header or names does not match length of data": pandas would drop fields silently.
         warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -190,14 +192,15 @@ def _fast_read(spec: _Delimited, str_cols: Sequence[int] = ()) -> pd.DataFrame:
             sep=sep,
             header=None,
             index_col=False,
-            engine="c",
+            engine=engine,
             quoting=csv.QUOTE_MINIMAL if spec.quoting else csv.QUOTE_NONE,
             keep_default_na=False,
             na_values=[""],
             encoding=spec.encoding,
-            low_memory=False,
             skip_blank_lines=True,
             dtype={i: str for i in str_cols} or None,
+            # one pass over the whole file, so a column is never typed differently chunk by chunk
+            **({"low_memory": False} if engine == "c" else {}),
         )
 
 
@@ -370,7 +373,8 @@ def _coerce(spec: _Delimited, df: pd.DataFrame, trusted: bool) -> tuple[dict[int
             if col.dtype == np.int64:
                 out[field.index] = col
             elif col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
-                if all(isinstance(v, str) for v in col):
+                # pandas' str dtype holds only strings (missing values were ruled out above)
+                if col.dtype != object or all(isinstance(v, str) for v in col):
                     out[field.index] = col.astype(object)
                 else:  # e.g. an integer beyond int64, parsed as a Python int: keep the text
                     reread.append(field.index)
@@ -472,7 +476,7 @@ def _parse_delimited(spec: _Delimited, skip_bad_lines: bool) -> tuple[dict[int, 
     bad = _scan(spec, collect=skip_bad_lines)
     if bad:
         _raise_or_warn(spec, bad, skip_bad_lines)
-        kept = _Delimited(**{**spec.__dict__, "data": _without_lines(spec, bad)})
+        kept = dataclasses.replace(spec, data=_without_lines(spec, bad))
         columns, _ = _parse_delimited(kept, skip_bad_lines=False)
         return columns, [first for first, _, _, _ in bad]
     # The scan found every line well-formed: trust the fast parse, if there is one.
@@ -810,28 +814,40 @@ def _read_delimited_table(
         names, data = _read_header(path, data, sep, True, "utf-8")
         n_fields, first_line = len(names), 2
     else:
-        first = next((line for line in data.split(b"\n") if line.strip(b"\r")), b"")
-        n_fields = (
-            len(_split_fields(first.rstrip(b"\r").decode("utf-8", "replace"), sep, True)) if first else 0
-        )
-        if not first:
-            n_fields = (
-                max(
-                    (c for c in wanted.values() if isinstance(c, int) and not isinstance(c, bool)), default=-1
-                )
-                + 1
-            )
+        n_fields = _usual_field_count(data, sep, wanted)
     positions = {k: _column_position(path, c, names, n_fields) for k, c in wanted.items()}
-    fields = [
-        _Field(pos, _KINDS[k][0], _KINDS[k][1], datetime=(k == TIMESTAMP)) for k, pos in positions.items()
-    ]
-    seen: set[int] = set()
-    fields = [f for f in fields if not (f.index in seen or seen.add(f.index))]  # type: ignore[func-returns-value]
+    fields: dict[int, _Field] = {}
+    for key, pos in positions.items():  # a column named twice (say user and category) is checked once
+        fields.setdefault(pos, _Field(pos, _KINDS[key][0], _KINDS[key][1], datetime=(key == TIMESTAMP)))
     spec = _Delimited(
-        path, data, sep=sep, n_fields=n_fields, fields=fields, first_line=first_line, quoting=True
+        path,
+        data,
+        sep=sep,
+        n_fields=n_fields,
+        fields=list(fields.values()),
+        first_line=first_line,
+        quoting=True,
     )
     cols, skipped = _parse_delimited(spec, skip_bad_lines)
     return {k: cols[pos] for k, pos in positions.items()}, skipped
+
+
+def _usual_field_count(data: bytes, sep: str, wanted: dict[str, str | int]) -> int:
+    """A header-less file's number of fields: the most common count among its first lines, so that one
+    malformed first line is reported as such rather than every line after it."""
+    head = data[: 1 << 20].split(b"\n")[:1000]
+    if len(head) > 1 and len(data) > 1 << 20:
+        head.pop()  # maybe cut by the slice
+    counts = Counter(
+        len(_split_fields(line.rstrip(b"\r").decode("utf-8", "replace"), sep, True))
+        for line in head
+        if line.rstrip(b"\r")
+    )
+    if counts:
+        return counts.most_common(1)[0][0]
+    # An empty file: any position asked for exists (there is nothing to read anyway).
+    positions = [c for c in wanted.values() if isinstance(c, int) and not isinstance(c, bool)]
+    return max(positions, default=-1) + 1
 
 
 def _read_parquet(path: Path, wanted: dict[str, str | int]) -> dict[str, pd.Series]:

@@ -169,7 +169,7 @@ def comirec_split(data: SequenceData, config: ProtocolConfig) -> Split:
         cut = np.clip(cut, s + 1, e - 1)  # at least one input and one target
         keep = e - s >= 2
         users, s, e, cut = users[keep], s[keep], e[keep], cut[keep]
-        target_lists = [np.unique(data.items[c:f]) for c, f in zip(cut, e)]
+        target_lists = [np.unique(data.items[c:f]) for c, f in zip(cut, e, strict=True)]
         # keep first-occurrence order for readability; membership is all that metrics use
         offsets = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum([len(t) for t in target_lists], out=offsets[1:])

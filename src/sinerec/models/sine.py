@@ -6,15 +6,16 @@ The whole model, in the paper's order (see ``shared/design/sine-model.md``):
 2. intention assignment (Eq. 3): P(k|t), which activated concept each position expresses;
 3. attention weighting (Eq. 4): P(t|k), one attention head per activated concept;
 4. interest embeddings (Eq. 5): phi_k = sum_t P(k|t) P(t|k) X_t;
-5. interest aggregation (Eqs. 6-8): predict the next intention C_apt from the intention sequence and mix the
-   phi_k into one user vector v.
+5. interest aggregation (Eqs. 6-8): predict the next intention C_apt from the intention sequence, then mix
+   the phi_k into one user vector v.
 
-Two variants: ``"paper"`` (section 2 of the spec, the equations as printed) and ``"official"`` (section 4, what
-the authors' TensorFlow code computes, without its bugs). Shapes: B batch, T history length, D dim, M items,
-L prototypes, K activated concepts (= interests); histories are left-padded with item 0.
+Two variants: ``"paper"`` (section 2 of the spec, the equations as printed) and ``"official"`` (section 4,
+what the authors' TensorFlow code computes, without its bugs).
 
-Positions are counted from the right: the most recent item has position 0, so left padding never moves an
-item's position embedding and adding padding changes no output.
+Shapes: B batch, T history length, D dim, M items, L prototypes, K activated concepts (= interests),
+H the official MLPs' hidden width. Histories are left-padded with item 0. Positions are counted from the
+right: the most recent item has position 0, so left padding never moves an item's position embedding and
+adding padding changes no output.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sinerec.errors import ConfigError
 from sinerec.losses import covariance_regularizer, interest_diversity
 from sinerec.models.base import ModelOutput, SequentialRecommender
 
-__all__ = ["SINE", "SINEConfig"]
+__all__ = ["SINE", "SINEConfig", "masked_softmax", "tanh", "tanh_scores"]
 
 
 @dataclass
@@ -47,27 +48,29 @@ class SINEConfig:
     num_interests: int = 4
     """K, the number of concepts activated per user (= interest vectors); at most L."""
     tau: float = 0.1
-    """Temperature of the aggregation softmax, Eq. 7 (paper variant only; the official code has none)."""
+    """Temperature of the aggregation softmax, Eq. 7 (paper variant; the official code has none)."""
     cov_weight: float = 0.5
-    """lambda of Eq. 11, weight of the covariance regulariser L_c (Eq. 10) in ``regularization()``. The official
-    code has no L_c: set 0 to reproduce it."""
+    """lambda of Eq. 11: weight of the covariance regulariser L_c (Eq. 10) in ``regularization()``.
+    The official code has no L_c: set 0 to reproduce it."""
     cov_centering: str = "row"
-    """How C_bar of Eq. 10 is read: ``"row"`` (each prototype's mean) or ``"column"`` (each dimension's mean)."""
+    """How C_bar of Eq. 10 is read: ``"row"`` (each prototype's own mean) or ``"column"`` (each
+    dimension's mean over the prototypes)."""
     share_w3: bool = False
-    """Paper variant: whether Eq. 6's attention reuses the intention-assignment matrix W3 (the paper writes W3)."""
+    """Paper variant: whether Eq. 6's attention reuses W3 of the intention assignment (the paper writes
+    W3 in both places) instead of its own matrix W5."""
     assign_scale: float = 1.0
-    """Paper variant: factor on the Eq. 3 logits LN1(X_t W3) . LN2(C^u_k). 1.0 is the paper as printed (logits
-    about D * correlation, std ~ sqrt(D) at initialisation, so P(k|t) starts nearly one-hot); 1/D makes them a
-    correlation in [-1, 1]; 1/(D * 0.07) copies the official cosine temperature."""
+    """Paper variant: factor on the Eq. 3 logits LN1(X_t W3) . LN2(C^u_k). 1.0 is the paper as printed
+    (logits about D x correlation, std ~ sqrt(D) at initialisation, so P(k|t) starts nearly one-hot);
+    1/D turns them into a correlation in [-1, 1]; 1/(0.07 D) copies the official cosine temperature."""
     assign_temperature: float = 0.07
-    """Official variant: temperature of the cosine intention assignment, softmax_k(cos / 0.07)."""
+    """Official variant: temperature of the cosine intention assignment softmax_k(cos / 0.07)."""
     official_hidden: int = 512
-    """Official variant: hidden width of the three tanh attention MLPs."""
+    """Official variant: H, the hidden width of its three tanh attention MLPs."""
     diversity_weight: float = 0.0
-    """alpha of the official code's interest-diversity regulariser, added by ``batch_regularization``
-    (0 = off, the official default)."""
+    """alpha of the official code's interest-diversity regulariser, returned by
+    ``batch_regularization`` (0 = off, the official default)."""
     dropout: float = 0.0
-    """Dropout on the history's item embeddings X during training (0 = none, as in the paper)."""
+    """Dropout on the history's item embeddings X while training (0 = none, as in the paper)."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -82,9 +85,7 @@ class SINEConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise bad(name, "must be an integer >= 1")
         if self.num_interests > self.num_concepts:
-            raise ConfigError(
-                f"sine.num_interests: must be <= num_concepts ({self.num_concepts}), got {self.num_interests!r}"
-            )
+            raise bad("num_interests", f"must be <= num_concepts ({self.num_concepts})")
         for name in ("tau", "assign_scale", "assign_temperature"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
@@ -97,46 +98,107 @@ class SINEConfig:
             raise bad("share_w3", "must be true or false")
 
 
-def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
-    """Softmax of ``logits`` along ``dim`` where ``mask`` (broadcastable, bool) is False gets exactly 0.
+# ---------------------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------------------
 
-    A slice with no True entry (a fully padded history) gets all zeros rather than NaN.
-    """
+
+def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """Softmax of ``logits`` along ``dim``; where ``mask`` (bool, broadcastable) is False the weight is
+    exactly 0, and a slice with no True entry (a fully padded history) gets all zeros, not NaN."""
     logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     return torch.softmax(logits, dim=dim) * mask
 
 
-class _Tanh(torch.autograd.Function):
-    """tanh computed as 2 sigmoid(2x) - 1 (equal to within 2e-7): PyTorch's CPU tanh kernel is about 5x slower
-    than its sigmoid (12 ms against 2.5 ms on 10M floats, 2 cores), and the tanh scorers on (B, T, K * D) are
-    the model's largest element-wise work. The backward is the usual (1 - tanh^2) g."""
+# Why the two autograd functions below: PyTorch's CPU tanh kernel is about 5x slower than its sigmoid
+# (12 ms against 2.5 ms on 10M floats, 2 cores), and tanh(u) = 2 sigmoid(2u) - 1 exactly (to 2e-7 in
+# float32). The tanh attention scorers on (B, T, K * D) or (B, T, H) are the model's largest element-wise
+# work; fusing the scorer also allocates its big activation once in forward and once in backward (each
+# fresh allocation of tens of MB costs page faults under glibc malloc).
 
+
+def _tanh_(x: Tensor) -> Tensor:
+    """tanh(x) in place, as 2 sigmoid(2x) - 1."""
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+class _Tanh(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
-        y = torch.mul(x, 2).sigmoid_().mul_(2).sub_(1)  # one allocation, the rest in place
+        y = _tanh_(x.clone())
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
+        return torch.ops.aten.tanh_backward(grad, y)  # grad * (1 - y^2)
 
 
 def tanh(x: Tensor) -> Tensor:
-    """``torch.tanh(x)``, faster on CPU (see :class:`_Tanh`)."""
+    """``torch.tanh(x)``, computed faster on CPU (see the note above)."""
     return _Tanh.apply(x)
 
 
-class SINE(SequentialRecommender):
-    """Sparse-Interest Network. ``forward`` returns the user vector v (B, D) and the K interests phi (B, K, D).
+class _TanhScores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, hidden_w: Tensor, hidden_b: Tensor | None, out_w: Tensor) -> Tensor:
+        activation = _tanh_(F.linear(x, hidden_w, hidden_b))  # (..., H), the one big allocation
+        ctx.save_for_backward(x, hidden_w, out_w, activation)
+        ctx.has_bias = hidden_b is not None
+        return F.linear(activation, out_w)  # (..., J)
 
-    The item table H is shared by the input (history embeddings X) and the output (``item_embeddings``).
-    Retrieval scores items with the single vector v (``multi_vector_retrieval = False``).
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, hidden_w, out_w, activation = ctx.saved_tensors
+        grad_hidden = grad @ out_w  # (..., H)
+        torch.ops.aten.tanh_backward.grad_input(grad_hidden, activation, grad_input=grad_hidden)  # in place
+        flat_grad_hidden = grad_hidden.reshape(-1, grad_hidden.shape[-1])  # (N, H)
+        needs = ctx.needs_input_grad
+        grad_x = grad_hidden @ hidden_w if needs[0] else None
+        grad_hidden_w = flat_grad_hidden.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
+        grad_hidden_b = flat_grad_hidden.sum(0) if ctx.has_bias and needs[2] else None
+        flat_activation = activation.reshape(-1, activation.shape[-1])
+        grad_out_w = grad.reshape(-1, grad.shape[-1]).T @ flat_activation if needs[3] else None
+        return grad_x, grad_hidden_w, grad_hidden_b, grad_out_w
+
+
+def tanh_scores(x: Tensor, hidden_w: Tensor, hidden_b: Tensor | None, out_w: Tensor) -> Tensor:
+    """The additive-attention scorer ``tanh(x W_h^T + b_h) W_o^T`` in one fused, CPU-friendly op.
+
+    Args:
+        x: (..., D) inputs. hidden_w: (H, D). hidden_b: (H,) or None. out_w: (J, H).
+
+    Returns:
+        (..., J) scores (J = 1 for one attention query, K for K heads).
+    """
+    return _TanhScores.apply(x, hidden_w, hidden_b, out_w)
+
+
+def _block_diagonal(rows: Tensor) -> Tensor:
+    """(K, D) -> (K, K * D): row k holds w_k in columns [k D, (k + 1) D) and zeros elsewhere, so that
+    ``F.linear(h, it)`` on h (..., K * D) takes the K per-head dot products h_k . w_k in one matmul."""
+    num, dim = rows.shape
+    eye = torch.eye(num, dtype=rows.dtype, device=rows.device)  # (K, K)
+    return (eye.unsqueeze(-1) * rows.unsqueeze(0)).reshape(num, num * dim)  # [j, k D + d] = [j = k] w_k[d]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SINE(SequentialRecommender):
+    """Sparse-Interest Network: ``forward`` gives the user vector v (B, D) and the interests phi (B, K, D).
+
+    The item table H is shared by the input (the history's embeddings X) and the output
+    (``item_embeddings``). Retrieval scores items with the single vector v (``multi_vector_retrieval``
+    is False).
 
     Training loss: ``likelihood(out.user, model.item_embeddings(), target) + model.regularization()
-    + model.batch_regularization(out)``; the last two are the prototype covariance term (Eq. 10, weight
-    ``cov_weight``) and the official code's interest-diversity term (weight ``diversity_weight``, 0 by default).
+    + model.batch_regularization(out)``, the last two being the prototype covariance term (Eq. 10,
+    weight ``cov_weight``) and the official code's interest-diversity term (weight ``diversity_weight``,
+    0 by default). They are disjoint: adding both never counts a term twice.
     """
 
     multi_vector_retrieval = False
@@ -144,13 +206,13 @@ class SINE(SequentialRecommender):
     def __init__(self, num_items: int, max_len: int, config: SINEConfig) -> None:
         super().__init__(num_items)
         if num_items < 1 or max_len < 1:
-            raise ConfigError(f"sine: num_items and max_len must be >= 1, got {num_items!r} and {max_len!r}")
+            raise ConfigError(f"sine: num_items and max_len must be >= 1, got {num_items!r}, {max_len!r}")
         self.config = config
         self.max_len = max_len
         dim, num_concepts, num_interests = config.dim, config.num_concepts, config.num_interests
 
-        self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)  # H (shared input / output)
-        self.position_embedding = nn.Parameter(torch.empty(max_len, dim))  # row p: the p-th most recent item
+        self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)  # H, input and output
+        self.position_embedding = nn.Parameter(torch.empty(max_len, dim))  # row p: the p-th most recent
         self.prototypes = nn.Parameter(torch.empty(num_concepts, dim))  # C in the paper (L, D)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -162,31 +224,29 @@ class SINE(SequentialRecommender):
             self.assignment_proj = nn.Linear(dim, dim, bias=False)  # W3
             self.item_norm = nn.LayerNorm(dim)  # LN1
             self.concept_norm = nn.LayerNorm(dim)  # LN2
-            # Eq. 4: P(t|k) = softmax_t(tanh((X + P_pos) W_k1) w_k2); the K heads' W_k1 stacked: D -> K * D
+            # Eq. 4: P(t|k) = softmax_t(tanh((X + P_pos) W_k1) w_k2); the K matrices W_k1 stacked, D -> K D
             self.attention_keys = nn.Linear(dim, num_interests * dim, bias=False)  # [W_11 .. W_K1]
             self.attention_queries = nn.Parameter(torch.empty(num_interests, dim))  # [w_12 .. w_K2]
             # Eq. 5
             self.interest_norm = nn.LayerNorm(dim)  # LN3
-            # Eq. 6: C_apt = LN4(softmax_t(tanh(X~ W5) w6)^T X~); W5 is W3 when share_w3
+            # Eq. 6: C_apt = LN4(softmax_t(tanh(X~ W5) w6)^T X~), W5 = W3 when share_w3
             self.intention_key = None if config.share_w3 else nn.Linear(dim, dim, bias=False)  # W5
             self.intention_query = nn.Linear(dim, 1, bias=False)  # w6
             self.intention_norm = nn.LayerNorm(dim)  # LN4
         else:
             hidden = config.official_hidden
-            # Three scorers D -> hidden -> tanh -> (1 | K | 1), with biases, on inputs with positions added.
-            self.concept_hidden = nn.Linear(dim, hidden)
-            self.concept_out = nn.Linear(hidden, 1)
+            # Three scorers D -> H -> tanh -> (1 | K | 1), with biases, on inputs with positions added.
+            self.concept_hidden, self.concept_out = nn.Linear(dim, hidden), nn.Linear(hidden, 1)
             self.attention_hidden = nn.Linear(dim, hidden)
             self.attention_out = nn.Linear(hidden, num_interests)
-            self.intention_hidden = nn.Linear(dim, hidden)
-            self.intention_out = nn.Linear(hidden, 1)
+            self.intention_hidden, self.intention_out = nn.Linear(dim, hidden), nn.Linear(hidden, 1)
             self.aggregation_query = nn.Linear(2 * dim, dim)  # q = W [mean_k phi_k ; C_apt] + b
 
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Item table and positions N(0, 0.02) with a zero padding row; prototypes N(0, 1/D) (rows of norm ~1);
-        the K attention queries w_k2 like a Linear(D, 1); Linear and LayerNorm keep PyTorch's defaults."""
+        """Items and positions N(0, 0.02), padding row 0; prototypes N(0, 1/D) (rows of norm about 1);
+        the K queries w_k2 like a Linear(D, 1)'s weight; Linear and LayerNorm keep PyTorch's defaults."""
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
@@ -201,7 +261,7 @@ class SINE(SequentialRecommender):
         return self.item_embedding.weight
 
     def regularization(self) -> Tensor:
-        """``cov_weight * L_c(C)``, the covariance regulariser of Eq. 10 on the prototypes (Eq. 11's lambda term)."""
+        """``cov_weight * L_c(C)``: Eq. 10's covariance regulariser on the prototypes, weighted (Eq. 11)."""
         if self.config.cov_weight == 0:
             return self.prototypes.new_zeros(())
         return self.config.cov_weight * covariance_regularizer(self.prototypes, self.config.cov_centering)
@@ -209,9 +269,8 @@ class SINE(SequentialRecommender):
     def batch_regularization(self, out: ModelOutput) -> Tensor:
         """``diversity_weight * interest_diversity(out.interests)``, the official code's regulariser.
 
-        It depends on the batch's interests, so it is computed from ``forward``'s output; it is exactly 0 (no
-        graph) when ``diversity_weight`` is 0. Add it to the loss on top of :meth:`regularization`: the two
-        terms are disjoint, so calling both never counts anything twice.
+        It depends on the batch's interests, so it is computed from ``forward``'s output; it is exactly 0
+        (no graph) when ``diversity_weight`` is 0. Add it on top of :meth:`regularization`.
         """
         if out.interests is None:
             raise ValueError("batch_regularization needs the interests of a SINE forward output")
@@ -220,56 +279,50 @@ class SINE(SequentialRecommender):
         return self.config.diversity_weight * interest_diversity(out.interests)
 
     def forward(self, history: Tensor, target: Tensor | None = None) -> ModelOutput:
-        """history (B, T) left-padded item ids, T <= max_len -> ModelOutput(user v, interests phi, extras).
+        """history (B, T) left-padded ids, T <= max_len -> ModelOutput(user v, interests phi, extras).
 
-        ``target`` is ignored (SINE predicts the next intention without it). ``extras``: ``concept_ids`` (B, K)
-        the activated prototypes, best first; ``gates`` (B, K) their sigmoid gates; ``concept_scores`` s (B, L);
-        ``intention`` P(k|t) (B, T, K), zero at padding; ``attention`` (B, K, T) P(t|k) (paper) or A (official),
-        zero at padding; ``aggregation`` e (B, K). A fully padded row gives finite (meaningless) outputs.
+        ``target`` is ignored: SINE predicts the next intention without it. ``extras``:
+        ``concept_ids`` (B, K) the activated prototypes, best first; ``gates`` (B, K) their sigmoid gates;
+        ``concept_scores`` s (B, L); ``intention`` P(k|t) (B, T, K), zero at padding; ``attention``
+        (B, K, T) P(t|k) (paper) or A (official), zero at padding; ``aggregation`` e (B, K).
+        A fully padded row gives finite (meaningless) outputs.
         """
         length = history.shape[1]
         if length > self.max_len:
             raise ValueError(f"history length {length} exceeds max_len {self.max_len}")
         mask = history != 0  # (B, T) True at real items
         items = self.dropout(self.item_embedding(history))  # (B, T, D)  X
-        positions = self.position_embedding[:length].flip(0)  # (T, D) position 0 (most recent) at t = T - 1
+        positions = self.position_embedding[:length].flip(0)  # (T, D); the last column gets position 0
         if self.config.variant == "paper":
             return self._forward_paper(items, positions, mask)
         return self._forward_official(items, positions, mask)
 
-    @staticmethod
-    def _block_diagonal(rows: Tensor) -> Tensor:
-        """(K, D) -> (K, K * D) weight whose row k holds w_k in columns [k * D, (k + 1) * D), zeros elsewhere, so
-        that ``F.linear(x, it)`` (x (..., K * D)) takes the K per-head dot products in one matmul."""
-        num, dim = rows.shape
-        eye = torch.eye(num, dtype=rows.dtype, device=rows.device)  # (K, K)
-        return (eye.unsqueeze(-1) * rows.unsqueeze(0)).reshape(num, num * dim)  # [j, k * D + d] = [j == k] w_k[d]
-
-    # -----------------------------------------------------------------------------------------------------------
+    # -----------------------------------------------------------------------------------------------------
     # variant = "paper": section 2 of the spec
-    # -----------------------------------------------------------------------------------------------------------
+    # -----------------------------------------------------------------------------------------------------
 
     def _forward_paper(self, items: Tensor, positions: Tensor, mask: Tensor) -> ModelOutput:
         num_interests = self.config.num_interests
 
         # --- 1. Concept activation (Eqs. 1-2) ---
-        pool_logits = self.concept_query(tanh(self.concept_key(items))).squeeze(-1)  # (B, T)
-        pool_weights = masked_softmax(pool_logits, mask, dim=-1)  # (B, T)  a
+        pool_logits = tanh_scores(items, self.concept_key.weight, None, self.concept_query.weight)
+        pool_weights = masked_softmax(pool_logits.squeeze(-1), mask, dim=-1)  # (B, T)  a
         intention_z = (pool_weights.unsqueeze(1) @ items).squeeze(1)  # (B, D)  z = a^T X
         concept_scores = intention_z @ self.prototypes.T  # (B, L)  s = C z
-        top_scores, concept_ids = concept_scores.topk(num_interests, dim=-1)  # (B, K), descending
-        gates = torch.sigmoid(top_scores)  # (B, K); the path by which the output's gradient reaches C and z
+        top_scores, concept_ids = concept_scores.topk(num_interests, dim=-1)  # (B, K), best first
+        gates = torch.sigmoid(top_scores)  # (B, K); the gradient's only way back to z (and to C via s)
         concepts = F.embedding(concept_ids, self.prototypes) * gates.unsqueeze(-1)  # (B, K, D)  C^u
 
         # --- 2. Intention assignment (Eq. 3): P(k|t) = softmax_k(LN1(X_t W3) . LN2(C^u_k)) ---
         item_side = self.item_norm(self.assignment_proj(items))  # (B, T, D)
         concept_side = self.concept_norm(concepts)  # (B, K, D)
         assign_logits = item_side @ concept_side.transpose(1, 2) * self.config.assign_scale  # (B, T, K)
-        intention = torch.softmax(assign_logits, dim=-1) * mask.unsqueeze(-1)  # (B, T, K)  P(k|t), 0 at padding
+        intention = torch.softmax(assign_logits, dim=-1) * mask.unsqueeze(-1)  # (B, T, K)  P(k|t)
 
-        # --- 3. Attention weighting (Eq. 4): P(t|k) = softmax_t(tanh((X + P_pos) W_k1) w_k2), K heads at once ---
-        keys = tanh(self.attention_keys(items + positions))  # (B, T, K * D), head k in columns [k D, (k + 1) D)
-        attention_logits = F.linear(keys, self._block_diagonal(self.attention_queries))  # (B, T, K)
+        # --- 3. Attention weighting (Eq. 4): P(t|k) = softmax_t(tanh((X + P_pos) W_k1) w_k2), all K heads ---
+        head_queries = _block_diagonal(self.attention_queries)  # (K, K D)  w_k2 on the block diagonal
+        head_keys = self.attention_keys.weight  # (K D, D)  [W_11 .. W_K1]
+        attention_logits = tanh_scores(items + positions, head_keys, None, head_queries)  # (B, T, K)
         attention = masked_softmax(attention_logits.transpose(1, 2), mask.unsqueeze(1), dim=-1)  # (B, K, T)
 
         # --- 4. Interest embeddings (Eq. 5): phi_k = LN3(sum_t P(k|t) P(t|k) X_t) ---
@@ -279,13 +332,14 @@ class SINE(SequentialRecommender):
         # --- 5. Interest aggregation (Eqs. 6-8) ---
         # Eq. 6 on the intention sequence X~ = P C^u (B, T, D) without building it: X~ W5 = P (C^u W5), a
         # (B, K, D) product instead of a (B, T, D) one, and a^T X~ = (a^T P) C^u.
-        intention_key = self.assignment_proj if self.intention_key is None else self.intention_key  # W3 or W5
-        apt_logits = self.intention_query(tanh(intention @ intention_key(concepts))).squeeze(-1)  # (B, T)
-        apt_weights = masked_softmax(apt_logits, mask, dim=-1)  # (B, T)
+        intention_key = self.assignment_proj if self.intention_key is None else self.intention_key  # W5
+        apt_hidden = tanh(intention @ intention_key(concepts))  # (B, T, D)  tanh(X~ W5)
+        apt_weights = masked_softmax(self.intention_query(apt_hidden).squeeze(-1), mask, dim=-1)  # (B, T)
         apt_concept_weights = apt_weights.unsqueeze(1) @ intention  # (B, 1, K)  a^T P
         next_intention = self.intention_norm((apt_concept_weights @ concepts).squeeze(1))  # (B, D)  C_apt
         # Eq. 7: e_k = softmax_k(C_apt . phi_k / tau)
-        aggregation = torch.softmax((interests @ next_intention.unsqueeze(-1)).squeeze(-1) / self.config.tau, -1)
+        affinity = (interests @ next_intention.unsqueeze(-1)).squeeze(-1)  # (B, K)
+        aggregation = torch.softmax(affinity / self.config.tau, dim=-1)  # (B, K)  e
         # Eq. 8: v = sum_k e_k phi_k
         user = (aggregation.unsqueeze(1) @ interests).squeeze(1)  # (B, D)
 
@@ -299,16 +353,20 @@ class SINE(SequentialRecommender):
         }
         return ModelOutput(user=user, interests=interests, extras=extras)
 
-    # -----------------------------------------------------------------------------------------------------------
+    # -----------------------------------------------------------------------------------------------------
     # variant = "official": section 4 of the spec (the authors' TF code, without its bugs)
-    # -----------------------------------------------------------------------------------------------------------
+    # -----------------------------------------------------------------------------------------------------
+
+    def _mlp_scores(self, x: Tensor, hidden: nn.Linear, out: nn.Linear) -> Tensor:
+        """out(tanh(hidden(x))): the official code's D -> H -> tanh -> J attention MLP, (..., J)."""
+        return tanh_scores(x, hidden.weight, hidden.bias, out.weight) + out.bias
 
     def _forward_official(self, items: Tensor, positions: Tensor, mask: Tensor) -> ModelOutput:
         num_interests = self.config.num_interests
         items_at = items + positions  # (B, T, D) the scorer input of concept activation and attention
 
-        # --- 1. Concept activation: a = softmax_t(MLP(X + P_pos)), z = a^T X, s = C z, top K, sigmoid gate ---
-        pool_logits = self.concept_out(tanh(self.concept_hidden(items_at))).squeeze(-1)  # (B, T)
+        # --- 1. Concept activation: a = softmax_t(MLP(X + P_pos)), z = a^T X, s = C z, top K, gates ---
+        pool_logits = self._mlp_scores(items_at, self.concept_hidden, self.concept_out).squeeze(-1)  # (B, T)
         pool_weights = masked_softmax(pool_logits, mask, dim=-1)  # (B, T)  a
         intention_z = (pool_weights.unsqueeze(1) @ items).squeeze(1)  # (B, D)  z
         concept_scores = intention_z @ self.prototypes.T  # (B, L)  s
@@ -317,22 +375,25 @@ class SINE(SequentialRecommender):
         selected = F.embedding(concept_ids, self.prototypes)  # (B, K, D)  C[idx], ungated
         concepts = selected * gates.unsqueeze(-1)  # (B, K, D)  C^u
 
-        # --- 2. Intention assignment: P(k|t) = softmax_k(cos(X_t, C[idx_k]) / 0.07), ungated rows, no W3 or LN ---
+        # --- 2. Intention assignment: P(k|t) = softmax_k(cos(X_t, C[idx_k]) / 0.07), no W3, no LN ---
         cosine = F.normalize(items, dim=-1) @ F.normalize(selected, dim=-1).transpose(1, 2)  # (B, T, K)
-        intention = torch.softmax(cosine / self.config.assign_temperature, dim=-1) * mask.unsqueeze(-1)  # (B, T, K)
+        intention = torch.softmax(cosine / self.config.assign_temperature, dim=-1)  # (B, T, K)  P(k|t)
+        intention = intention * mask.unsqueeze(-1)  # 0 at padding
 
-        # --- 3-4. Attention weighting and interests: A_k = softmax_t(P(k|t) * MLP_k(X + P_pos)), phi = A X ---
-        attention_logits = self.attention_out(tanh(self.attention_hidden(items_at))) * intention  # (B, T, K)
-        attention = masked_softmax(attention_logits.transpose(1, 2), mask.unsqueeze(1), dim=-1)  # (B, K, T)  A
+        # --- 3-4. Attention and interests: A_k = softmax_t(P(k|t) * MLP_k(X + P_pos)), phi_k = A_k X ---
+        attention_logits = self._mlp_scores(items_at, self.attention_hidden, self.attention_out)  # (B, T, K)
+        attention_logits = (attention_logits * intention).transpose(1, 2)  # (B, K, T)
+        attention = masked_softmax(attention_logits, mask.unsqueeze(1), dim=-1)  # (B, K, T)  A
         interests = attention @ items  # (B, K, D)  phi, no LN3
 
-        # --- 5. Aggregation: X^ = P C^u + X; C_apt = attention pooling of X^; q = W[mean phi; C_apt] + b ---
+        # --- 5. Aggregation: X^ = P C^u + X; C_apt = attention pooling of X^; e = softmax_k(phi_k . q) ---
         intention_seq = intention @ concepts + items  # (B, T, D)  X^, with the residual
-        apt_logits = self.intention_out(tanh(self.intention_hidden(intention_seq + positions))).squeeze(-1)  # (B, T)
-        apt_weights = masked_softmax(apt_logits, mask, dim=-1)  # (B, T)
+        apt_logits = self._mlp_scores(intention_seq + positions, self.intention_hidden, self.intention_out)
+        apt_weights = masked_softmax(apt_logits.squeeze(-1), mask, dim=-1)  # (B, T)
         next_intention = (apt_weights.unsqueeze(1) @ intention_seq).squeeze(1)  # (B, D)  C_apt, no LN4
-        query = self.aggregation_query(torch.cat([interests.mean(dim=1), next_intention], dim=-1))  # (B, D)  q
-        aggregation = torch.softmax((interests @ query.unsqueeze(-1)).squeeze(-1), dim=-1)  # (B, K)  e, no tau
+        query = self.aggregation_query(torch.cat([interests.mean(dim=1), next_intention], dim=-1))  # q
+        affinity = (interests @ query.unsqueeze(-1)).squeeze(-1)  # (B, K)
+        aggregation = torch.softmax(affinity, dim=-1)  # (B, K)  e, no tau
         user = (aggregation.unsqueeze(1) @ interests).squeeze(1)  # (B, D)  v
 
         extras = {
