@@ -28,7 +28,7 @@ def _random_problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return user, item_emb, target
 
 
-# --- full softmax ------------------------------------------------------------------------------------------------
+# --- full softmax -----------------------------------------------------------------------------------------
 
 
 def test_full_softmax_is_cross_entropy_over_items_1_to_m() -> None:
@@ -46,12 +46,12 @@ def test_full_softmax_ignores_the_padding_row() -> None:
     assert torch.equal(full_softmax_loss(user, item_emb, target), full_softmax_loss(user, moved, target))
 
 
-# --- sampled softmax ---------------------------------------------------------------------------------------------
+# --- sampled softmax --------------------------------------------------------------------------------------
 
 
 def test_sampled_softmax_equals_full_softmax_when_every_item_is_a_negative() -> None:
-    """With negatives = all items 1..M, one Q for every class, and accidental hits removed:
-    the classes of row b are {y_b} plus (1..M minus y_b) = 1..M exactly once, and the common log Q shifts every
+    """With negatives = all items 1..M, one Q for every class, and accidental hits removed: the classes
+    of row b are {y_b} plus (1..M minus y_b), i.e. 1..M exactly once, and the common log Q shifts every
     logit by the same constant, which the softmax ignores. So sampled loss == full loss."""
     user, item_emb, target = _random_problem()
     negatives = torch.arange(1, M + 1)
@@ -65,7 +65,7 @@ def test_sampled_softmax_equals_full_softmax_when_every_item_is_a_negative() -> 
 
 def test_sampled_softmax_without_hit_removal_counts_the_target_twice() -> None:
     """Without removal the target is both the positive and one negative:
-    loss_b = -log( e^{l_y} / (e^{l_y} + sum_{j=1..M} e^{l_j}) ) = log(e^{l_y} + Z_b) - l_y, Z_b = sum_j e^{l_j}."""
+    loss_b = -log( e^{l_y} / (e^{l_y} + Z_b) ) = log(e^{l_y} + Z_b) - l_y, with Z_b = sum_{j=1..M} e^{l_j}."""
     user, item_emb, target = _random_problem()
     zeros_b, zeros_s = torch.zeros(B, dtype=torch.float64), torch.zeros(M, dtype=torch.float64)
     sampled = sampled_softmax_loss(
@@ -82,7 +82,7 @@ def test_sampled_softmax_hand_computed_two_users_three_negatives() -> None:
     """D = 2, items H1 = (1, 0), H2 = (0, 1), H3 = (1, 1), H4 = (2, 0); users u0 = (1, 0), u1 = (0, 2);
     targets (1, 2); shared negatives (2, 3, 1) with log Q = (0, log 2, 0); log Q of both targets 0.
 
-    Row 0: target logit u0.H1 - 0 = 1; negatives: H2 -> 0 - 0 = 0, H3 -> 1 - log 2, H1 -> accidental hit, -inf.
+    Row 0: target logit u0.H1 - 0 = 1; negatives: H2 -> 0 - 0 = 0, H3 -> 1 - log 2, H1 -> hit, -inf.
         loss0 = -log( e / (e + 1 + e/2) ) = log(1.5 e + 1) - 1
     Row 1: target logit u1.H2 = 2; negatives: H2 -> hit, -inf, H3 -> 2 - log 2, H1 -> 0.
         loss1 = -log( e^2 / (e^2 + e^2/2 + 1) ) = log(1.5 e^2 + 1) - 2
@@ -99,7 +99,7 @@ def test_sampled_softmax_hand_computed_two_users_three_negatives() -> None:
     assert loss.item() == pytest.approx(expected, abs=1e-6)
 
 
-# --- covariance regulariser (Eq. 10) -----------------------------------------------------------------------------
+# --- covariance regulariser (Eq. 10) ----------------------------------------------------------------------
 
 # C (L = 3, D = 4); its row means (2.5, 1, 1) and column means (1, 1, 1, 3) are exact.
 _C = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 4.0], [2.0, 1.0, 0.0, 1.0]])
@@ -125,15 +125,13 @@ def test_covariance_regularizer_is_zero_for_orthogonal_centred_rows_and_rejects_
         covariance_regularizer(_C, "diagonal")
 
 
-# --- interest diversity (official code) --------------------------------------------------------------------------
+# --- interest diversity (official code) -------------------------------------------------------------------
 
 
 def test_interest_diversity_by_hand() -> None:
     """User 0: phi = (e1, e2, 3 e1): cosines (0,1) = 0, (0,2) = 1, (1,2) = 0 -> mean 1/3 -> 0.5 + 0.5/3 = 2/3.
     User 1: three vectors along one direction -> mean cosine 1 -> 1. Batch mean: (2/3 + 1) / 2 = 5/6."""
-    interests = torch.tensor(
-        [[[1.0, 0.0], [0.0, 1.0], [3.0, 0.0]], [[1.0, 1.0], [2.0, 2.0], [0.5, 0.5]]]
-    )
+    interests = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [3.0, 0.0]], [[1.0, 1.0], [2.0, 2.0], [0.5, 0.5]]])
     assert interest_diversity(interests).item() == pytest.approx(5 / 6, abs=1e-6)
 
 
@@ -144,15 +142,14 @@ def test_interest_diversity_matches_the_official_rolling_sum() -> None:
     for num_interests in (2, 4, 5):
         interests = torch.randn(3, num_interests, 7, generator=g, dtype=torch.float64)
         unit = torch.nn.functional.normalize(interests, dim=-1)
-        pair_sum = sum(
-            (unit[:, i] * unit[:, j]).sum(-1) for i in range(num_interests) for j in range(i + 1, num_interests)
-        )
+        pairs = [(i, j) for i in range(num_interests) for j in range(i + 1, num_interests)]
+        pair_sum = torch.stack([(unit[:, i] * unit[:, j]).sum(-1) for i, j in pairs]).sum(0)  # (3,)
         expected = (0.5 + pair_sum / (num_interests * (num_interests - 1))).mean()
         assert torch.allclose(interest_diversity(interests), expected, atol=1e-12)
     assert interest_diversity(torch.randn(3, 1, 7)).item() == 0.5
 
 
-# --- samplers ----------------------------------------------------------------------------------------------------
+# --- samplers ---------------------------------------------------------------------------------------------
 
 
 def test_popularity_sampler_probabilities_frequencies_and_log_q() -> None:
@@ -173,8 +170,9 @@ def test_popularity_sampler_probabilities_frequencies_and_log_q() -> None:
 
 def test_popularity_sampler_power_and_padding() -> None:
     counts = torch.tensor([0, 1, 4, 9])
-    assert torch.allclose(PopularitySampler(counts, power=0.5).probs[1:], torch.tensor([1.0, 2.0, 3.0]).double() / 6)
-    uniform = PopularitySampler(torch.tensor([7, 1, 0, 5]), power=0.0)  # 0 ** 0 = 1: every item, never padding
+    square_root = PopularitySampler(counts, power=0.5)  # p ~ (1, 2, 3)
+    assert torch.allclose(square_root.probs[1:], torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64) / 6)
+    uniform = PopularitySampler(torch.tensor([7, 1, 0, 5]), power=0.0)  # 0 ** 0 = 1 for all but padding
     assert torch.allclose(uniform.probs, torch.tensor([0.0, 1 / 3, 1 / 3, 1 / 3], dtype=torch.float64))
     negatives, _ = uniform.sample(500, torch.Generator().manual_seed(1))
     assert int(negatives.min()) >= 1

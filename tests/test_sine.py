@@ -3,6 +3,9 @@ implementation of the equations, determinism. Odd, distinct sizes so that a tran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,28 +13,38 @@ import torch.nn.functional as F
 from sinerec.errors import ConfigError
 from sinerec.losses import covariance_regularizer, full_softmax_loss, interest_diversity
 from sinerec.models import build_model
-from sinerec.models.sine import SINE, SINEConfig, masked_softmax, tanh
+from sinerec.models.sine import SINE, SINEConfig, masked_softmax, tanh, tanh_scores
 
 B, T, D, M, L, K = 3, 7, 13, 37, 11, 5
 VARIANTS = ("paper", "official")
 
 
-def _config(variant: str, **overrides: object) -> SINEConfig:
-    settings: dict[str, object] = {"dim": D, "num_concepts": L, "num_interests": K, "official_hidden": 17}
+def _config(variant: str, **overrides: Any) -> SINEConfig:
+    settings: dict[str, Any] = {"dim": D, "num_concepts": L, "num_interests": K, "official_hidden": 17}
     settings.update(overrides)
-    return SINEConfig(variant=variant, **settings)  # type: ignore[arg-type]
+    return SINEConfig(variant=variant, **settings)
 
 
-def _model(variant: str, max_len: int = T, seed: int = 0, **overrides: object) -> SINE:
+def _model(variant: str, max_len: int = T, seed: int = 0, **overrides: Any) -> SINE:
     torch.manual_seed(seed)
     return SINE(M, max_len, _config(variant, **overrides)).eval()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """These tensors are tiny: a second intra-op thread only adds synchronisation, which costs seconds
+    when the two cores are shared with other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # Row 0: a full history; row 1: 3 items after left padding; row 2: a single item.
 HISTORY = torch.tensor([[5, 9, 1, 37, 12, 12, 30], [0, 0, 0, 0, 4, 22, 8], [0, 0, 0, 0, 0, 0, 17]])
 
 
-# --- configuration -----------------------------------------------------------------------------------------------
+# --- configuration ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -46,10 +59,10 @@ HISTORY = torch.tensor([[5, 9, 1, 37, 12, 12, 30], [0, 0, 0, 0, 4, 22, 8], [0, 0
         ({"cov_weight": -0.1}, "cov_weight"),
     ],
 )
-def test_config_rejects_bad_values_naming_field_and_value(overrides: dict[str, object], field: str) -> None:
-    settings: dict[str, object] = {"variant": "paper", **overrides}
+def test_config_rejects_bad_values_naming_field_and_value(overrides: dict[str, Any], field: str) -> None:
+    settings: dict[str, Any] = {"variant": "paper", **overrides}
     with pytest.raises(ConfigError, match=field) as info:
-        _config(**settings)  # type: ignore[arg-type]
+        _config(**settings)
     assert repr(next(iter(overrides.values()))) in str(info.value)
 
 
@@ -58,7 +71,7 @@ def test_registry_builds_sine() -> None:
     assert isinstance(model, SINE) and not model.multi_vector_retrieval
 
 
-# --- shapes ------------------------------------------------------------------------------------------------------
+# --- shapes -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -85,24 +98,33 @@ def test_history_longer_than_max_len_is_rejected() -> None:
         _model("paper", max_len=T - 1)(HISTORY)
 
 
-# --- padding -----------------------------------------------------------------------------------------------------
+# --- padding ----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_left_padding_changes_no_output(variant: str) -> None:
-    """Positions count from the right (most recent item = position 0), so 4 more zeros on the left change nothing."""
+    """Positions count from the right (most recent item = position 0): 4 more zeros on the left change
+    nothing, and the padded positions get exactly zero weight."""
     extra = 4
     model = _model(variant, max_len=T + extra)
     padded = torch.cat([torch.zeros(B, extra, dtype=torch.long), HISTORY], dim=1)  # (B, T + 4)
     short, long = model(HISTORY), model(padded)
-    assert short.extras is not None and long.extras is not None and long.interests is not None
+    assert short.extras is not None and long.extras is not None
+    assert short.interests is not None and long.interests is not None
     assert torch.allclose(short.user, long.user, atol=1e-6)
-    assert torch.allclose(short.interests, long.interests, atol=1e-6)  # type: ignore[arg-type]
+    assert torch.allclose(short.interests, long.interests, atol=1e-6)
     for name in ("concept_ids", "gates", "concept_scores", "aggregation"):
         assert torch.allclose(short.extras[name].float(), long.extras[name].float(), atol=1e-6), name
     assert torch.allclose(short.extras["intention"], long.extras["intention"][:, extra:], atol=1e-6)
     assert torch.allclose(short.extras["attention"], long.extras["attention"][..., extra:], atol=1e-6)
-    assert torch.all(long.extras["attention"][..., :extra] == 0) and torch.all(long.extras["intention"][:, :extra] == 0)
+    assert torch.all(long.extras["attention"][..., :extra] == 0)
+    assert torch.all(long.extras["intention"][:, :extra] == 0)
+    # A model built with max_len = T and the same weights (position rows 0..T-1) gives the same output too.
+    state = model.state_dict()
+    state["position_embedding"] = state["position_embedding"][:T]
+    small = SINE(M, T, model.config).eval()
+    small.load_state_dict(state)
+    assert torch.allclose(small(HISTORY).user, long.user, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -140,7 +162,7 @@ def test_masked_softmax_gives_zeros_for_an_all_masked_row() -> None:
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
 
-# --- concept activation: top-K and the sigmoid gate --------------------------------------------------------------
+# --- concept activation: top-K and the sigmoid gate -------------------------------------------------------
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -155,16 +177,16 @@ def test_top_k_selects_the_k_largest_concept_scores(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sigmoid_gate_carries_gradient_to_prototypes_and_concept_activation(variant: str) -> None:
-    """top-K is not differentiable; the gate sigmoid(s_idx) is the only route from v back to z (so to the
-    concept-activation weights) and, with C[idx], to the selected prototype rows. Unselected rows get none.
-    (Row 2 has a single item: all its phi_k are equal, so v does not depend on its gates; rows 0-1 are used.)"""
+    """top-K is not differentiable: the gate sigmoid(s_idx) is the only route from v back to z (so to the
+    concept-activation weights) and, with C[idx], to the selected prototype rows; the others get none.
+    (Rows 0-1 only: a one-item history has K equal phi_k, so its v does not depend on its gates.)"""
     model = _model(variant)
-    out = model(HISTORY)
+    out = model(HISTORY[:2])
     assert out.extras is not None
     gates = out.extras["gates"]
     gates.retain_grad()
     out.user.sum().backward()
-    assert gates.grad is not None and gates.grad[:2].abs().min() > 0
+    assert gates.grad is not None and gates.grad.abs().min() > 0
     concept_weight = model.concept_key.weight if variant == "paper" else model.concept_hidden.weight
     assert concept_weight.grad is not None and concept_weight.grad.abs().sum() > 0
     assert model.prototypes.grad is not None
@@ -174,7 +196,7 @@ def test_sigmoid_gate_carries_gradient_to_prototypes_and_concept_activation(vari
     assert torch.all(row_grad[selected] > 0) and torch.all(row_grad[~selected] == 0)
 
 
-# --- exactness against a naive per-user implementation -----------------------------------------------------------
+# --- exactness against a naive per-user implementation ----------------------------------------------------
 
 
 def _reference_paper(model: SINE, items: list[int]) -> torch.Tensor:
@@ -216,7 +238,7 @@ def _reference_official(model: SINE, items: list[int]) -> torch.Tensor:
     s = model.prototypes @ (a @ x)
     idx = torch.argsort(s, descending=True)[: c.num_interests]
     cu = model.prototypes[idx] * torch.sigmoid(s[idx]).unsqueeze(1)
-    cos = torch.stack([F.cosine_similarity(x, model.prototypes[i].expand_as(x), dim=1) for i in idx.tolist()], 1)
+    cos = torch.stack([F.cosine_similarity(x, model.prototypes[i].unsqueeze(0), dim=1) for i in idx], 1)
     p = torch.softmax(cos / c.assign_temperature, dim=1)  # (n, K)
     logits = mlp(model.attention_hidden, model.attention_out, x + pos)  # (n, K)
     phi = torch.stack([torch.softmax(p[:, k] * logits[:, k], 0) @ x for k in range(c.num_interests)])
@@ -230,14 +252,47 @@ def _reference_official(model: SINE, items: list[int]) -> torch.Tensor:
     ("variant", "overrides"),
     [("paper", {}), ("paper", {"share_w3": True, "assign_scale": 1 / D}), ("official", {})],
 )
-def test_forward_equals_naive_equations(variant: str, overrides: dict[str, object]) -> None:
-    """The batched model (fused heads, X~ W5 computed as P (C^u W5), sigmoid-based tanh) equals the equations."""
+def test_forward_equals_naive_equations(variant: str, overrides: dict[str, Any]) -> None:
+    """The batched model (fused heads, X~ W5 computed as P (C^u W5), tanh via sigmoid) = the equations."""
     model = _model(variant, **overrides).double()
     user = model(HISTORY).user
     reference = _reference_paper if variant == "paper" else _reference_official
     for row in range(B):
         items = [i for i in HISTORY[row].tolist() if i != 0]
         assert torch.allclose(user[row], reference(model, items), atol=1e-10), row
+
+
+@pytest.mark.parametrize(("with_bias", "heads", "num_out"), [(False, False, 4), (True, False, 1), (False, True, 3)])
+def test_fused_tanh_scores_value_and_gradients(with_bias: bool, heads: bool, num_out: int) -> None:
+    """tanh_scores(x, W_h, b_h, W_o) = tanh(x W_h^T + b_h) W_o^T (with heads: head k dots w_k with hidden
+    units [k E, (k + 1) E) only). Its backward is written by hand: gradcheck it."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    hidden_w = torch.randn(9, 5, generator=g, dtype=torch.float64)  # H = 9 = 3 heads x 3
+    hidden_b = torch.randn(9, generator=g, dtype=torch.float64) if with_bias else None
+    out_w = torch.randn(num_out, 3 if heads else 9, generator=g, dtype=torch.float64)
+    activation = torch.tanh(F.linear(x, hidden_w, hidden_b))  # (2, 3, 9)
+    if heads:
+        expected = (activation.view(2, 3, 3, 3) * out_w).sum(-1)  # (2, 3, K = 3)
+    else:
+        expected = activation @ out_w.T  # (2, 3, J)
+    assert torch.allclose(tanh_scores(x, hidden_w, hidden_b, out_w, heads), expected, atol=1e-12)
+    inputs = tuple(t.requires_grad_() for t in (x, hidden_w, hidden_b, out_w) if t is not None)
+    if with_bias:
+        assert torch.autograd.gradcheck(lambda a, b, c, d: tanh_scores(a, b, c, d, heads), inputs)
+    else:
+        assert torch.autograd.gradcheck(lambda a, b, c: tanh_scores(a, b, None, c, heads), inputs)
+
+
+def test_tanh_scores_under_bfloat16_autocast() -> None:
+    """Mixed precision: the hand-written backward runs in the forward's dtype and returns float32 grads."""
+    x = torch.randn(4, 6, 5, requires_grad=True)
+    hidden_w, out_w = torch.randn(8, 5, requires_grad=True), torch.randn(2, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = tanh_scores(x, hidden_w, None, out_w, heads=True)
+    scores.float().sum().backward()
+    assert x.grad is not None and hidden_w.grad is not None and out_w.grad is not None
+    assert x.grad.dtype == hidden_w.grad.dtype == out_w.grad.dtype == torch.float32
 
 
 def test_sigmoid_based_tanh_matches_torch_tanh() -> None:
@@ -247,7 +302,7 @@ def test_sigmoid_based_tanh_matches_torch_tanh() -> None:
     assert torch.allclose(tanh(x.float()), torch.tanh(x.float()), atol=3e-7)
 
 
-# --- regularisers, sharing, determinism --------------------------------------------------------------------------
+# --- regularisers, sharing, determinism -------------------------------------------------------------------
 
 
 def test_regularization_is_weighted_covariance_of_the_prototypes() -> None:
@@ -258,12 +313,14 @@ def test_regularization_is_weighted_covariance_of_the_prototypes() -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_batch_regularization_is_weighted_interest_diversity(variant: str) -> None:
-    model = _model(variant, diversity_weight=0.25)
+def test_auxiliary_loss_adds_weighted_covariance_and_diversity(variant: str) -> None:
+    model = _model(variant, cov_weight=0.3, diversity_weight=0.25)
     out = model(HISTORY)
     assert out.interests is not None
-    assert torch.allclose(model.batch_regularization(out), 0.25 * interest_diversity(out.interests))
-    assert _model(variant).batch_regularization(out).item() == 0.0  # diversity_weight defaults to 0
+    expected = 0.3 * covariance_regularizer(model.prototypes, "row") + 0.25 * interest_diversity(out.interests)
+    assert torch.allclose(model.auxiliary_loss(out), expected)
+    default = _model(variant)  # cov_weight 0.5, diversity_weight 0: the paper's Eq. 11 term only
+    assert torch.allclose(default.auxiliary_loss(out), default.regularization())
 
 
 def test_item_table_is_shared_and_padding_row_is_zero() -> None:
@@ -294,7 +351,7 @@ def test_it_learns_a_deterministic_next_item(variant: str) -> None:
     losses = []
     for _ in range(40):
         out = model(history)
-        loss = full_softmax_loss(out.user, model.item_embeddings(), target) + model.regularization()
+        loss = full_softmax_loss(out.user, model.item_embeddings(), target) + model.auxiliary_loss(out)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

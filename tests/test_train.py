@@ -88,3 +88,27 @@ def test_cli_train_writes_run_directory(tmp_path, capsys):
     # the run directory is never overwritten
     assert main(["train", "--model", "mostpop", "--out", str(out), "--quiet"]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name, counts", [
+    ("ml-1m", (6040, 3706, 1000209)),
+    ("amazon-beauty", (22363, 12101, 198502)),
+    ("ml-latest-small", (610, 9724, 100836)),
+])
+def test_cli_describe_prints_published_counts(name, counts, capsys):
+    from conftest import shared_dataset
+
+    rc = main(["data", "describe", "--dataset", name, "--data-dir", str(shared_dataset(name)), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["n_users"], out["n_items"], out["n_interactions"]) == counts
+
+
+def test_cli_describe_reports_bad_rows_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "log.csv"
+    bad.write_text("user_id,item_id,timestamp\n1,10,100\n1,20\n")
+    rc = main(["data", "describe", "--path", str(bad), "--format", "table"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "log.csv" in err and "line 3" in err and "1,20" in err

@@ -1,4 +1,4 @@
-"""Training losses, regularisers and negative samplers, as pure functions of tensors (plus two small samplers).
+"""Training losses and regularisers as pure functions of tensors, and two small negative samplers.
 
 Shape letters: B batch, D embedding size, M items (ids 1..M; row 0 of every item table is padding and is never
 a class), S sampled negatives, L concept prototypes, K interests per user.
@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 # Likelihood losses
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 
 
 def full_softmax_loss(user: Tensor, item_emb: Tensor, target: Tensor) -> Tensor:
@@ -61,10 +61,11 @@ def sampled_softmax_loss(
 ) -> Tensor:
     """Sampled softmax cross-entropy with negatives shared across the batch and the log-Q correction.
 
-    Each row's classes are its target and the S shared negatives; every logit has its class's log Q subtracted
-    (``logit_j = user . H_j - log Q_j``), which makes the sampled softmax a consistent estimate of the full one.
-    Q is whatever the sampler documents (the expected count ``S * p_j`` for the samplers in this module); a
-    constant added to every log Q cancels in the softmax, so ``log(S p)`` and ``log p`` give the same loss.
+    Each row's classes are its target and the S shared negatives; every logit has its class's log Q
+    subtracted (``logit_j = user . H_j - log Q_j``), which makes the sampled softmax a consistent estimate of
+    the full one. Q is whatever the sampler documents (the expected count ``S * p_j`` for the samplers of
+    this module); a constant added to every log Q cancels in the softmax, so ``log(S p)`` and ``log p``
+    give the same loss.
 
     Args:
         user: (B, D) user vectors.
@@ -73,8 +74,8 @@ def sampled_softmax_loss(
         negatives: (S,) long, sampled items in 1..M, shared by every row (duplicates allowed).
         log_q_target: (B,) log Q of each row's target.
         log_q_negatives: (S,) log Q of each negative.
-        remove_accidental_hits: give the logit of a negative equal to the row's own target -inf, so the target is
-            not also counted as its own negative (TF's ``remove_accidental_hits``).
+        remove_accidental_hits: give -inf to the logit of a negative equal to the row's own target, so that
+            the target is not also counted as its own negative (TF's ``remove_accidental_hits``).
 
     Returns:
         Scalar: mean over the batch of ``-log( e^{l_y} / (e^{l_y} + sum_s e^{l_s}) )``.
@@ -84,17 +85,17 @@ def sampled_softmax_loss(
     if remove_accidental_hits:
         hits = negatives.unsqueeze(0) == target.unsqueeze(1)  # (B, S)
         negative_logits = negative_logits.masked_fill(hits, float("-inf"))
-    logits = torch.cat([true_logits.unsqueeze(1), negative_logits], dim=1)  # (B, 1 + S); the target is class 0
+    logits = torch.cat([true_logits.unsqueeze(1), negative_logits], dim=1)  # (B, 1 + S), target = class 0
     return F.cross_entropy(logits, torch.zeros_like(target))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 # Negative samplers (sampling with replacement; Q = expected count = S * p)
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 
 
 class _Sampler:
-    """Draws S items i.i.d. from ``probs`` (M + 1,), ``probs[0] == 0``; Q_j = S * p_j, the expected count of j."""
+    """Draws S items i.i.d. from ``probs`` (M + 1,), ``probs[0] == 0``; Q_j = S p_j, j's expected count."""
 
     probs: Tensor  # (M + 1,) float64, sums to 1, probs[0] == 0
 
@@ -122,7 +123,8 @@ class _Sampler:
 
 def _check_counts(counts: Tensor) -> Tensor:
     if counts.dim() != 1 or counts.numel() < 2:
-        raise ConfigError(f"counts: expected a 1-D tensor of M + 1 >= 2 item counts, got shape {tuple(counts.shape)}")
+        shape = tuple(counts.shape)
+        raise ConfigError(f"counts: expected a 1-D tensor of M + 1 >= 2 item counts, got shape {shape}")
     counts = counts.double().clone()
     if bool((counts < 0).any()):
         raise ConfigError("counts: item counts must be >= 0")
@@ -131,11 +133,11 @@ def _check_counts(counts: Tensor) -> Tensor:
 
 
 class PopularitySampler(_Sampler):
-    """Samples item j with probability ``p_j = count_j^power / sum_i count_i^power`` (j in 1..M, with replacement).
+    """Draws item j in 1..M with probability ``p_j = count_j^power / sum_i count_i^power``, with replacement.
 
-    ``power = 1`` is plain popularity, ``0.75`` the word2vec smoothing, ``0`` uniform over items 1..M. With
-    ``power > 0`` an item of count 0 is never drawn and its log Q is -inf: build the counts from the training data
-    the targets come from (or add 1 to them).
+    ``power = 1`` is plain popularity, ``0.75`` the word2vec smoothing, ``0`` uniform over items 1..M.
+    With ``power > 0`` an item of count 0 is never drawn and its log Q is -inf: build the counts from the
+    training data the targets come from (or add 1 to them).
 
     Args:
         counts: (M + 1,) interaction count of every item; ``counts[0]`` (padding) is ignored.
@@ -158,9 +160,10 @@ class LogUniformSampler(_Sampler):
     """TF's ``log_uniform_candidate_sampler`` (Zipfian) over items ranked by popularity, with replacement.
 
     The item of 0-based popularity rank r (r = 0 the most popular) is drawn with probability
-    ``P(r) = log((r + 2) / (r + 1)) / log(M + 1)``, by inverse CDF as TF does: ``r = floor(exp(u log(M + 1))) - 1``
-    with u uniform in [0, 1). (TF's sampled softmax draws *unique* candidates and corrects with
-    ``-expm1(tries * log1p(-p))``; this sampler draws with replacement and uses ``Q = S * p``.)
+    ``P(r) = log((r + 2) / (r + 1)) / log(M + 1)``, by inverse CDF as TF does:
+    ``r = floor(exp(u log(M + 1))) - 1`` with u uniform in [0, 1). (TF's sampled softmax draws *unique*
+    candidates and corrects with ``-expm1(tries * log1p(-p))``; this sampler draws with replacement and
+    uses ``Q = S * p``.)
 
     Args:
         item_by_rank: (M,) long, the item ids 1..M ordered from most to least popular.
@@ -191,16 +194,16 @@ class LogUniformSampler(_Sampler):
         return self.item_by_rank[ranks]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 # Regularisers
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 
 
 def covariance_regularizer(prototypes: Tensor, centering: str = "row") -> Tensor:
     """SINE Eq. 10: push the concept prototypes towards decorrelation.
 
-    ``M = (1/D) (C - C_bar)(C - C_bar)^T`` (L, L) and ``L_c = 0.5 (||M||_F^2 - ||diag M||_F^2)``, i.e. half the
-    sum of the squared off-diagonal entries.
+    ``M = (1/D) (C - C_bar)(C - C_bar)^T`` (L, L) and ``L_c = 0.5 (||M||_F^2 - ||diag M||_F^2)``, i.e.
+    half the sum of the squared off-diagonal entries.
 
     Args:
         prototypes: (L, D) the prototype matrix C.

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sinerec.data.preprocess import SequenceData
+from sinerec.errors import SinerecError
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
@@ -99,3 +100,36 @@ def save_data(run_dir: Path, data: SequenceData) -> None:
     npz = io.BytesIO()
     np.savez_compressed(npz, items=data.items.astype(np.int32), offsets=data.offsets)
     atomic_write_bytes(run_dir / "sequences.npz", npz.getvalue())
+
+
+def _original_ids(values: Any) -> np.ndarray:
+    """Ids read back from CSV as text: int64 when every one is an integer (as the readers do), else str."""
+    text = values.astype(str)
+    if text.str.fullmatch(r"-?\d+").all():
+        return text.astype(np.int64).to_numpy()
+    return text.to_numpy(dtype=object)
+
+
+def load_data(run_dir: str | Path) -> SequenceData:
+    """The preprocessed data a run was trained on: sequences, id maps, titles and categories."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    for name in ("items.csv", "users.csv", "sequences.npz", "data.json"):
+        if not (run_dir / name).exists():
+            raise SinerecError(f"{run_dir}: not a sinerec run directory ({name} is missing)")
+    items = pd.read_csv(run_dir / "items.csv", dtype=str, keep_default_na=False)
+    users = pd.read_csv(run_dir / "users.csv", dtype=str, keep_default_na=False)
+    seq = np.load(run_dir / "sequences.npz")
+    info = json.loads((run_dir / "data.json").read_text())
+    item_ids = np.empty(len(items) + 1, dtype=object)
+    item_ids[0] = None
+    item_ids[1:] = _original_ids(items["item_id"])
+    titles = [""] + items["title"].tolist()
+    categories = [()] + [tuple(c.split("|")) if c else () for c in items["categories"]]
+    return SequenceData(
+        name=info["dataset"]["name"], items=seq["items"].astype(np.int64), offsets=seq["offsets"].astype(np.int64),
+        user_ids=_original_ids(users["user_id"]), item_ids=item_ids,
+        item_titles=titles if any(titles) else None,
+        item_categories=categories if any(categories) else None, steps=info["dataset"].get("steps", {}),
+    )

@@ -67,8 +67,8 @@ class SINEConfig:
     official_hidden: int = 512
     """Official variant: H, the hidden width of its three tanh attention MLPs."""
     diversity_weight: float = 0.0
-    """alpha of the official code's interest-diversity regulariser, returned by
-    ``batch_regularization`` (0 = off, the official default)."""
+    """alpha of the official code's interest-diversity regulariser, added by ``auxiliary_loss``
+    (0 = off, the official default)."""
     dropout: float = 0.0
     """Dropout on the history's item embeddings X while training (0 = none, as in the paper)."""
 
@@ -110,11 +110,11 @@ def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
     return torch.softmax(logits, dim=dim) * mask
 
 
-# Why the two autograd functions below: PyTorch's CPU tanh kernel is about 5x slower than its sigmoid
-# (12 ms against 2.5 ms on 10M floats, 2 cores), and tanh(u) = 2 sigmoid(2u) - 1 exactly (to 2e-7 in
-# float32). The tanh attention scorers on (B, T, K * D) or (B, T, H) are the model's largest element-wise
-# work; fusing the scorer also allocates its big activation once in forward and once in backward (each
-# fresh allocation of tens of MB costs page faults under glibc malloc).
+# Why the two autograd functions below: PyTorch's CPU tanh kernel is slow (11.5 ms on 10M floats with 2
+# cores, against 3.5 ms for 2 sigmoid(2x) - 1, which equals tanh(x) to 2e-7 in float32). The tanh
+# attention scorers on (B, T, K D) or (B, T, H) are the model's largest element-wise work; fusing a scorer
+# also allocates its big activation once in forward and once in backward (a fresh allocation of tens of
+# MB costs page faults under glibc malloc), and avoids BLAS calls with an inner dimension of 1 or K.
 
 
 def _tanh_(x: Tensor) -> Tensor:
@@ -140,47 +140,65 @@ def tanh(x: Tensor) -> Tensor:
     return _Tanh.apply(x)
 
 
+def _block_diagonal(rows: Tensor) -> Tensor:
+    """(K, E) -> (K, K E): row k holds w_k in columns [k E, (k + 1) E) and zeros elsewhere, so that
+    ``F.linear(h, it)`` on h (..., K E) takes the K per-head dot products h_k . w_k in one matmul."""
+    num, width = rows.shape
+    eye = torch.eye(num, dtype=rows.dtype, device=rows.device)  # (K, K)
+    return (eye.unsqueeze(-1) * rows.unsqueeze(0)).reshape(num, num * width)  # [j, k E + e] = [j = k] w_k[e]
+
+
 class _TanhScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, hidden_w: Tensor, hidden_b: Tensor | None, out_w: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, hidden_w: Tensor, hidden_b: Tensor | None, out_w: Tensor, heads: bool) -> Tensor:
         activation = _tanh_(F.linear(x, hidden_w, hidden_b))  # (..., H), the one big allocation
         ctx.save_for_backward(x, hidden_w, out_w, activation)
-        ctx.has_bias = hidden_b is not None
-        return F.linear(activation, out_w)  # (..., J)
+        ctx.has_bias, ctx.heads = hidden_b is not None, heads
+        out_w = out_w.to(activation.dtype)  # under autocast the activation is bf16 / fp16
+        return F.linear(activation, _block_diagonal(out_w) if heads else out_w)  # (..., J)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, hidden_w, out_w, activation = ctx.saved_tensors
-        grad_hidden = grad @ out_w  # (..., H)
+        # Work in the forward's compute dtype (autocast); autograd casts each gradient back to its input's.
+        dtype = activation.dtype
+        grad, x, hidden_w, out_w = grad.to(dtype), x.to(dtype), hidden_w.to(dtype), out_w.to(dtype)
+        width = activation.shape[-1]
+        # grad @ out_w, but BLAS is slow at an inner dimension of 1 or K (up to 7x here): broadcast instead.
+        if ctx.heads:  # d score_k / d hidden[k E + e] = w_k[e]
+            grad_hidden = (grad.unsqueeze(-1) * out_w).reshape(*grad.shape[:-1], width)  # (..., H)
+        elif out_w.shape[0] == 1:
+            grad_hidden = grad * out_w[0]  # (..., 1) * (H,) -> (..., H)
+        else:
+            grad_hidden = grad @ out_w  # (..., H)
         torch.ops.aten.tanh_backward.grad_input(grad_hidden, activation, grad_input=grad_hidden)  # in place
-        flat_grad_hidden = grad_hidden.reshape(-1, grad_hidden.shape[-1])  # (N, H)
+        flat_grad_hidden = grad_hidden.reshape(-1, width)  # (N, H)
         needs = ctx.needs_input_grad
         grad_x = grad_hidden @ hidden_w if needs[0] else None
         grad_hidden_w = flat_grad_hidden.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
         grad_hidden_b = flat_grad_hidden.sum(0) if ctx.has_bias and needs[2] else None
-        flat_activation = activation.reshape(-1, activation.shape[-1])
-        grad_out_w = grad.reshape(-1, grad.shape[-1]).T @ flat_activation if needs[3] else None
-        return grad_x, grad_hidden_w, grad_hidden_b, grad_out_w
+        grad_out_w = None
+        if needs[3]:
+            grad_out_w = grad.reshape(-1, grad.shape[-1]).T @ activation.reshape(-1, width)  # (J, H)
+            if ctx.heads:  # keep the diagonal blocks: (K, K, E) -> (K, E)
+                num = out_w.shape[0]
+                grad_out_w = grad_out_w.view(num, num, -1).diagonal(dim1=0, dim2=1).T
+        return grad_x, grad_hidden_w, grad_hidden_b, grad_out_w, None
 
 
-def tanh_scores(x: Tensor, hidden_w: Tensor, hidden_b: Tensor | None, out_w: Tensor) -> Tensor:
-    """The additive-attention scorer ``tanh(x W_h^T + b_h) W_o^T`` in one fused, CPU-friendly op.
+def tanh_scores(x: Tensor, hidden_w: Tensor, hidden_b: Tensor | None, out_w: Tensor, heads: bool = False) -> Tensor:
+    """The additive-attention scorer ``tanh(x W_h^T + b_h) W_o^T`` as one fused, CPU-friendly op.
 
     Args:
-        x: (..., D) inputs. hidden_w: (H, D). hidden_b: (H,) or None. out_w: (J, H).
+        x: (..., D) inputs.
+        hidden_w: (H, D) and hidden_b: (H,) or None, the hidden layer.
+        out_w: (J, H) the output queries; or, with ``heads=True``, (K, H / K): K heads, head k scoring
+            the hidden units [k H / K, (k + 1) H / K) only (the paper's K attention heads, Eq. 4).
 
     Returns:
-        (..., J) scores (J = 1 for one attention query, K for K heads).
+        (..., J) scores (J = K with heads).
     """
-    return _TanhScores.apply(x, hidden_w, hidden_b, out_w)
-
-
-def _block_diagonal(rows: Tensor) -> Tensor:
-    """(K, D) -> (K, K * D): row k holds w_k in columns [k D, (k + 1) D) and zeros elsewhere, so that
-    ``F.linear(h, it)`` on h (..., K * D) takes the K per-head dot products h_k . w_k in one matmul."""
-    num, dim = rows.shape
-    eye = torch.eye(num, dtype=rows.dtype, device=rows.device)  # (K, K)
-    return (eye.unsqueeze(-1) * rows.unsqueeze(0)).reshape(num, num * dim)  # [j, k D + d] = [j = k] w_k[d]
+    return _TanhScores.apply(x, hidden_w, hidden_b, out_w, heads)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,10 +213,9 @@ class SINE(SequentialRecommender):
     (``item_embeddings``). Retrieval scores items with the single vector v (``multi_vector_retrieval``
     is False).
 
-    Training loss: ``likelihood(out.user, model.item_embeddings(), target) + model.regularization()
-    + model.batch_regularization(out)``, the last two being the prototype covariance term (Eq. 10,
-    weight ``cov_weight``) and the official code's interest-diversity term (weight ``diversity_weight``,
-    0 by default). They are disjoint: adding both never counts a term twice.
+    Training loss: ``likelihood(out.user, model.item_embeddings(), target) + model.auxiliary_loss(out)``,
+    the latter being the prototype covariance term (Eq. 10, weight ``cov_weight``) plus the official code's
+    interest-diversity term (weight ``diversity_weight``, 0 by default).
     """
 
     multi_vector_retrieval = False
@@ -261,22 +278,25 @@ class SINE(SequentialRecommender):
         return self.item_embedding.weight
 
     def regularization(self) -> Tensor:
-        """``cov_weight * L_c(C)``: Eq. 10's covariance regulariser on the prototypes, weighted (Eq. 11)."""
+        """``cov_weight * L_c(C)``: Eq. 10's covariance regulariser on the prototypes, weighted (Eq. 11).
+        The batch-independent part of :meth:`auxiliary_loss` (which already includes it)."""
         if self.config.cov_weight == 0:
             return self.prototypes.new_zeros(())
         return self.config.cov_weight * covariance_regularizer(self.prototypes, self.config.cov_centering)
 
-    def batch_regularization(self, out: ModelOutput) -> Tensor:
-        """``diversity_weight * interest_diversity(out.interests)``, the official code's regulariser.
+    def auxiliary_loss(self, out: ModelOutput) -> Tensor:
+        """Everything the training loss adds to the likelihood for the batch whose output is ``out``:
+        ``cov_weight * L_c(C) + diversity_weight * interest_diversity(out.interests)``.
 
-        It depends on the batch's interests, so it is computed from ``forward``'s output; it is exactly 0
-        (no graph) when ``diversity_weight`` is 0. Add it on top of :meth:`regularization`.
+        The first term is :meth:`regularization` (Eq. 10-11); the second, the official code's regulariser,
+        depends on the batch's interests, hence the argument. A zero weight skips its term entirely.
         """
-        if out.interests is None:
-            raise ValueError("batch_regularization needs the interests of a SINE forward output")
-        if self.config.diversity_weight == 0:
-            return out.interests.new_zeros(())
-        return self.config.diversity_weight * interest_diversity(out.interests)
+        total = self.regularization()
+        if self.config.diversity_weight != 0:
+            if out.interests is None:
+                raise ValueError("auxiliary_loss needs the interests of a SINE forward output")
+            total = total + self.config.diversity_weight * interest_diversity(out.interests)
+        return total
 
     def forward(self, history: Tensor, target: Tensor | None = None) -> ModelOutput:
         """history (B, T) left-padded ids, T <= max_len -> ModelOutput(user v, interests phi, extras).
@@ -304,8 +324,9 @@ class SINE(SequentialRecommender):
     def _forward_paper(self, items: Tensor, positions: Tensor, mask: Tensor) -> ModelOutput:
         num_interests = self.config.num_interests
 
-        # --- 1. Concept activation (Eqs. 1-2) ---
-        pool_logits = tanh_scores(items, self.concept_key.weight, None, self.concept_query.weight)
+        # --- 1. Concept activation (Eqs. 1-2): a = softmax_t(tanh(X W1) w2), z = a^T X, s = C z,
+        # idx = top-K(s), C^u = C[idx] * sigmoid(s[idx]) ---
+        pool_logits = tanh_scores(items, self.concept_key.weight, None, self.concept_query.weight)  # (B, T, 1)
         pool_weights = masked_softmax(pool_logits.squeeze(-1), mask, dim=-1)  # (B, T)  a
         intention_z = (pool_weights.unsqueeze(1) @ items).squeeze(1)  # (B, D)  z = a^T X
         concept_scores = intention_z @ self.prototypes.T  # (B, L)  s = C z
@@ -320,9 +341,8 @@ class SINE(SequentialRecommender):
         intention = torch.softmax(assign_logits, dim=-1) * mask.unsqueeze(-1)  # (B, T, K)  P(k|t)
 
         # --- 3. Attention weighting (Eq. 4): P(t|k) = softmax_t(tanh((X + P_pos) W_k1) w_k2), all K heads ---
-        head_queries = _block_diagonal(self.attention_queries)  # (K, K D)  w_k2 on the block diagonal
-        head_keys = self.attention_keys.weight  # (K D, D)  [W_11 .. W_K1]
-        attention_logits = tanh_scores(items + positions, head_keys, None, head_queries)  # (B, T, K)
+        head_keys, head_queries = self.attention_keys.weight, self.attention_queries  # (K D, D), (K, D)
+        attention_logits = tanh_scores(items + positions, head_keys, None, head_queries, heads=True)  # (B, T, K)
         attention = masked_softmax(attention_logits.transpose(1, 2), mask.unsqueeze(1), dim=-1)  # (B, K, T)
 
         # --- 4. Interest embeddings (Eq. 5): phi_k = LN3(sum_t P(k|t) P(t|k) X_t) ---
