@@ -9,6 +9,7 @@ and in ``sinerec.distributed``; models only map histories to vectors.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -132,6 +133,8 @@ class Trainer:
             self.sample_generator.set_state(state["sample_generator"])
             torch.set_rng_state(state["torch_rng"])
             self.log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+            # the log may hold epochs after the checkpoint (a crash between the two writes): rewrite it
+            atomic_write_text(ckpt_path.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
         train_seconds = sum(h["seconds"] for h in history)
         n_seen = sum(h["examples"] for h in history)
@@ -214,7 +217,5 @@ def _epoch_line(record: dict[str, Any], monitor: str, best_epoch: int) -> str:
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    import json
-
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
