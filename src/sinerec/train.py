@@ -28,7 +28,7 @@ from sinerec.data.splits import Split
 from sinerec.errors import SinerecError
 from sinerec.evaluate import EvalResult, evaluate
 from sinerec.models import SequentialRecommender, build_model
-from sinerec.runs import load_torch, save_torch
+from sinerec.runs import atomic_write_text, load_torch, save_torch
 
 
 def resolve_device(name: str) -> torch.device:
