@@ -1,0 +1,138 @@
+"""The explorer in a real browser: a real `sinerec serve` process, headless Chromium driven by Selenium.
+
+Skips when Chromium or its driver is not installed (CI installs Debian's `chromium` and `chromium-driver`
+in `.ci/run`). Leaves a screenshot in `test-artifacts/explorer.png`.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from sinerec.config import load_config
+from sinerec.data.preprocess import preprocess
+from sinerec.data.splits import make_split
+from sinerec.data.synthetic import planted_concepts
+from sinerec.pipeline import Prepared, write_run_header
+from sinerec.train import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
+                                                else None)
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                reason="needs Chromium and chromedriver (apt-get install chromium chromium-driver)")
+
+
+def _tiny_sine_run(run_dir: Path) -> Path:
+    """SINE on planted concepts: items "item 1".."item 60", categories c0..c5 (items 1-10 are c0, ...)."""
+    config = load_config(overrides=[
+        'data.dataset="synthetic"', "data.max_len=10", "train.batch_size=128", "train.progress=false",
+        "train.epochs=1", "train.threads=1", "protocol.exclude_history=false", "model_params.dim=16",
+        "model_params.num_concepts=9", "model_params.num_interests=3"])
+    data = preprocess(planted_concepts(n_users=120, n_items=60, n_concepts=6, length=15, seed=1))
+    split = make_split(data, config.protocol)
+    write_run_header(run_dir, config, Prepared(data, split, 0.0))
+    threads = torch.get_num_threads()
+    try:
+        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
+    finally:
+        torch.set_num_threads(threads)
+    return run_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("selenium")
+    pytest.importorskip("uvicorn")
+    run_dir = _tiny_sine_run(tmp_path_factory.mktemp("explorer") / "run")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    log = open(run_dir / "serve.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    assert json.load(r)["status"] == "ok"
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"sinerec serve did not start:\n{(run_dir / 'serve.log').read_text()}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_explorer_shows_recommendations_grouped_by_interest(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "meta"), "3 interests"))
+    # a history from two planted clusters: items 1-10 are c0, items 21-30 are c2
+    browser.find_element(By.ID, "ids-input").send_keys("1, 2, 3, 21, 22, 23, 4")
+    browser.find_element(By.ID, "add-ids").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-list li")) == 7)
+    browser.find_element(By.ID, "recommend").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".interest-group .rec-item")) == 10,
+               message=lambda: f"status: {browser.find_element(By.ID, 'status').text!r}")
+    groups = browser.find_elements(By.CSS_SELECTOR, ".interest-group")
+    assert len(groups) == 3  # one card per activated concept (K = 3)
+    for group in groups:
+        assert "concept c" in group.find_element(By.TAG_NAME, "h3").text
+    titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".rec-item .title")]
+    assert all(t.startswith("item ") for t in titles) and len(set(titles)) == 10
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#seen .chip")) == 7  # the history, coloured by intention
+    wait.until(lambda d: "activation counted" in d.find_element(By.ID, "pool-note").get_attribute("textContent"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "explorer.png"))
+    # the concept pool: one card per prototype, the activated ones outlined
+    browser.find_element(By.ID, "tab-pool").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".concept-card")) == 9
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".concept-card.active")) == 3
