@@ -1,0 +1,156 @@
+"""sinerec benchmark: shipped settings, the aggregation over seeds, the written files, isolation and resuming."""
+
+import csv
+import json
+import statistics
+
+import pytest
+import torch
+
+from sinerec.benchmark import model_config, run_benchmark, shipped_config_path, split_overrides
+from sinerec.cli import main
+from sinerec.config import load_config, read_config_file
+from sinerec.data.preprocess import preprocess
+from sinerec.data.splits import ProtocolConfig, make_split
+from sinerec.data.synthetic import planted_concepts
+from sinerec.errors import ConfigError, SinerecError
+from sinerec.models import MODELS, build_model
+from sinerec.pipeline import Prepared
+
+# Tiny models with odd, distinct sizes, a few steps each; one torch thread (two threads on two busy cores are
+# several times slower for models this small).
+TINY = ["data.max_len=7", "train.epochs=2", "train.batch_size=64", "train.threads=1",
+        "sasrec:model_params.dim=14", "sasrec:model_params.num_heads=2",
+        "comirec-sa:model_params.dim=13", "comirec-sa:model_params.num_interests=3"]
+MODELS3 = ["mostpop", "sasrec", "comirec-sa"]
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    threads = torch.get_num_threads()  # in-process runs set train.threads for the whole process
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    data = preprocess(planted_concepts(n_users=90, n_items=39, n_concepts=3, length=13, seed=1))
+    return Prepared(data, make_split(data, ProtocolConfig(name="loo")), 0.0)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_shipped_settings_load_and_build(model):
+    path = shipped_config_path(model)
+    # only the model's own settings: the data and the split are the benchmark's, the same for every model
+    assert set(read_config_file(path)) <= {"model", "model_params", "train"}
+    config = load_config(file=path)
+    assert config.model == model
+    build_model(model, 13, 7, config.model_params)
+
+
+def test_shipped_settings_are_the_papers():
+    sine = load_config(file=shipped_config_path("sine"))
+    p = sine.model_params
+    assert (p.dim, p.num_interests, p.num_concepts, p.cov_weight, p.tau) == (128, 4, 50, 0.5, 0.1)
+    sasrec = load_config(file=shipped_config_path("sasrec"))
+    assert (sasrec.model_params.dim, sasrec.model_params.num_blocks, sasrec.model_params.dropout) == (50, 2, 0.2)
+    for config in (sine, sasrec, load_config(file=shipped_config_path("comirec-dr"))):
+        assert (config.train.lr, config.train.batch_size) == (1e-3, 128)
+    assert load_config(file=shipped_config_path("comirec-sa")).model_params.dim == 64
+
+
+def test_overrides_for_every_model_and_for_one():
+    common, scoped = split_overrides(["train.lr=0.01", "sasrec:model_params.dropout=0.5", "data.sep=a:b"])
+    assert common == ["train.lr=0.01", "data.sep=a:b"] and scoped == {"sasrec": ["model_params.dropout=0.5"]}
+    with pytest.raises(ConfigError, match="sasrek"):
+        split_overrides(["sasrek:model_params.dim=3"])
+    with pytest.raises(ConfigError, match="models"):
+        split_overrides(["model=sine"])
+    sasrec = model_config("sasrec", 5, overrides=["train.lr=0.01", "sasrec:model_params.dropout=0.5"])
+    gru = model_config("gru4rec", 5, overrides=["train.lr=0.01", "sasrec:model_params.dropout=0.5"])
+    assert (sasrec.model_params.dropout, gru.model_params.dropout) == (0.5, 0.5)  # gru4rec's own default
+    assert sasrec.train.lr == gru.train.lr == 0.01 and sasrec.train.seed == 5
+
+
+def test_models_must_share_the_data(prepared, tmp_path):
+    with pytest.raises(ConfigError, match="data.min_user_count"):
+        run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path, seeds=[0], prepared=prepared, isolate=False,
+                      overrides=["sasrec:data.min_user_count=3"], log=lambda line: None)
+
+
+def test_benchmark_in_process_aggregates_seeds(prepared, tmp_path):
+    result = run_benchmark(MODELS3, out_dir=tmp_path, seeds=[0, 1], prepared=prepared, overrides=TINY,
+                           isolate=False, log=lambda line: None)
+    names = ["results.json", "results.csv", "results.md", "chart.png"]
+    assert all((tmp_path / n).is_file() for n in names), [n for n in names if not (tmp_path / n).exists()]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["failed"] == [] and doc["pending"] == [] and len(doc["runs"]) == 6
+    assert doc["dataset"]["fingerprint"] == prepared.data.fingerprint()
+    assert doc["protocol"]["fingerprint"] == prepared.split.fingerprint
+    for model in MODELS3:
+        # recompute from each run's own metrics.json, written by the trainer
+        runs = [json.loads((tmp_path / "runs" / f"{model}-seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
+        for metric in ("HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR@20"):
+            values = [r["test"][metric] for r in runs]
+            got = doc["summary"][model]["test"][metric]
+            assert got["mean"] == pytest.approx((values[0] + values[1]) / 2, abs=1e-12)
+            assert got["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=1e-12)  # n - 1
+        assert doc["summary"][model]["n_seeds"] == 2
+    means = [doc["summary"][m]["test"]["NDCG@10"]["mean"] for m in doc["ranking"]]
+    assert sorted(doc["ranking"]) == sorted(MODELS3) and means == sorted(means, reverse=True)
+    assert doc["summary"]["mostpop"]["examples_per_second"] is None
+    sasrec_runs = [r for r in doc["runs"] if r["model"] == "sasrec"]
+    assert doc["summary"]["sasrec"]["examples_per_second"]["mean"] == \
+        pytest.approx(statistics.fmean(r["examples_per_second"] for r in sasrec_runs))
+    assert all(r["epochs"] == 2 for r in sasrec_runs)
+
+    md = (tmp_path / "results.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    assert [row.split(" | ")[1] for row in rows] == doc["ranking"]
+    best = 100 * doc["summary"][doc["ranking"][0]]["test"]["NDCG@10"]["mean"]
+    assert f"**{best:.2f}**" in rows[0]
+    assert prepared.split.fingerprint in md and prepared.data.fingerprint() in md
+    with open(tmp_path / "results.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["model"] for r in table] == doc["ranking"]
+    assert float(table[0]["test_NDCG@10_mean"]) == pytest.approx(best / 100)
+    for model in MODELS3:
+        assert model in result.table
+
+
+def test_isolated_runs_measure_memory_and_resume(prepared, tmp_path):
+    # a comirec split with a non-default user shuffle: the child process must rebuild exactly this split
+    comirec = Prepared(prepared.data, make_split(prepared.data, ProtocolConfig(name="comirec", seed=7)), 0.0)
+    run = dict(out_dir=tmp_path, seeds=[3], prepared=comirec, overrides=TINY, log=lambda line: None)
+    first = run_benchmark(["mostpop"], **run)
+    assert first.document["failed"] == [] and first.document["protocol"]["seed"] == 7
+    record = first.document["runs"][0]
+    assert record["split_fingerprint"] == comirec.split.fingerprint
+    assert record["memory"] == "process" and record["peak_rss_bytes"] > 50 * 2**20  # at least torch's own
+    assert (tmp_path / "data" / "sequences.npz").exists()  # read once, shared by the runs
+    stamp = (tmp_path / "runs" / "mostpop-seed3" / "benchmark.json").stat().st_mtime_ns
+    again = run_benchmark(["mostpop"], **run)  # finished: reused, not redone
+    assert (tmp_path / "runs" / "mostpop-seed3" / "benchmark.json").stat().st_mtime_ns == stamp
+    assert again.document["summary"] == first.document["summary"]
+    with pytest.raises(SinerecError, match="other settings"):
+        run_benchmark(["mostpop"], **{**run, "overrides": TINY + ["eval.batch_size=7"]})
+
+
+def test_cli_benchmark(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--models", "mostpop", "--seeds", "4", "--quick", "--out", str(out),
+                 "--set", "eval.ks=10,50"]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["command"] == (f"sinerec benchmark --models mostpop --protocol loo --seeds 4 --out {out} --quick "
+                              "--set eval.ks=10,50")
+    assert doc["dataset"]["name"] == "ml-latest-small" and "mostpop" in printed and str(out / "results.md") in printed
+
+
+def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path):
+    run = dict(out_dir=tmp_path, seeds=[2], prepared=prepared, overrides=TINY, isolate=False, log=lambda line: None)
+    first = run_benchmark(["sasrec"], **run).document
+    (tmp_path / "runs" / "sasrec-seed2" / "benchmark.json").unlink()  # as if killed after its last epoch
+    again = run_benchmark(["sasrec"], **run).document
+    assert again["runs"][0]["resumed"] and not first["runs"][0]["resumed"]
+    assert again["runs"][0]["test"] == first["runs"][0]["test"] and again["runs"][0]["epochs"] == 2
