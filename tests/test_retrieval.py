@@ -1,0 +1,215 @@
+"""The (ids, scores) index contract: one suite that every backend passes, the approximate ones configured to
+be exact (IVF visiting every cell, HNSW with a candidate list larger than the catalogue)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("faiss", reason="the Faiss backends need faiss-cpu (pip install 'sinerec[faiss]')")
+
+from sinerec.errors import ConfigError, SinerecError  # noqa: E402
+from sinerec.evaluate import topk_items  # noqa: E402
+from sinerec.retrieval import (  # noqa: E402
+    IndexSettings,
+    build_index,
+    load_index,
+    merge_multi,
+    recall_at_k,
+    vectors_fingerprint,
+)
+
+M, D, B, K = 97, 13, 7, 3  # odd, distinct sizes: a transposed dimension fails loudly
+
+EXACT_CONFIGS = {
+    "flat": IndexSettings("flat"),
+    "torch": IndexSettings("torch"),
+    "ivf-one-cell": IndexSettings("ivf", nlist=1, nprobe=1),
+    "ivf-every-cell": IndexSettings("ivf", nlist=5, nprobe=5),
+    "hnsw-wide": IndexSettings("hnsw", hnsw_m=8, ef_construction=64, ef_search=256),
+}
+backends = pytest.mark.parametrize("settings", list(EXACT_CONFIGS.values()), ids=list(EXACT_CONFIGS))
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    # Gaussian vectors: scores have no ties, so every exact ranking is unique.
+    g = torch.Generator().manual_seed(0)
+    items = torch.randn(M + 1, D, generator=g)
+    items[0] = 0.0
+    return items, torch.randn(B, D, generator=g), torch.randn(B, K, D, generator=g)
+
+
+def brute_force(queries: torch.Tensor, items: torch.Tensor, k: int):
+    scores = queries @ items[1:].T  # (B, M), rows 1..M
+    top = torch.topk(scores, k, dim=1)
+    return (top.indices + 1).numpy(), top.values.numpy()
+
+
+@backends
+def test_search_equals_brute_force_topk(settings, vectors):
+    items, queries, _ = vectors
+    ids, scores = build_index(items, settings).search(queries, 11)
+    want_ids, want_scores = brute_force(queries, items, 11)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32 and ids.shape == scores.shape == (B, 11)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+
+
+@backends
+def test_exclusion_equals_offline_evaluator(settings, vectors):
+    items, queries, _ = vectors
+    rng = np.random.default_rng(1)
+    exclude = [rng.choice(np.arange(1, M + 1), size=n, replace=False) for n in (0, 1, 5, 9, 30, 2, 17)]
+    ids, _ = build_index(items, settings).search(queries, 10, exclude)
+    rows = torch.from_numpy(np.repeat(np.arange(B), [len(e) for e in exclude]))
+    want, _ = topk_items(queries, items, 10, rows, torch.from_numpy(np.concatenate(exclude)))
+    np.testing.assert_array_equal(ids, want.numpy())
+    for row, ex in zip(ids, exclude, strict=True):
+        assert not np.isin(row, ex).any()
+
+
+@backends
+def test_padding_row_is_never_returned(settings, vectors):
+    items, queries, _ = vectors
+    items = items.clone()
+    items[0] = 100 * queries.mean(0)  # would win every list if it were indexed
+    ids, _ = build_index(items, settings).search(queries, M)
+    assert (ids >= 1).all()
+    assert all(sorted(row) == list(range(1, M + 1)) for row in ids.tolist())
+
+
+@backends
+def test_k_beyond_the_catalogue_is_padded(settings, vectors):
+    items, queries, _ = vectors
+    ids, scores = build_index(items, settings).search(queries, M + 4, exclude=[[1, 2]] * B)
+    assert ids.shape == (B, M + 4)
+    assert (ids[:, M - 2:] == -1).all() and np.isneginf(scores[:, M - 2:]).all()
+    assert all(sorted(row) == list(range(3, M + 1)) for row in ids[:, :M - 2].tolist())
+
+
+@backends
+def test_multi_vector_search_is_max_over_interests(settings, vectors):
+    items, _, interests = vectors
+    ids, scores, interest = build_index(items, settings).search_multi(interests, 9)
+    want_ids, want_scores = topk_items(interests, items, 9)  # the evaluator's max-over-K ranking
+    np.testing.assert_array_equal(ids, want_ids.numpy())
+    np.testing.assert_allclose(scores, want_scores.numpy(), rtol=1e-5, atol=1e-5)
+    per_interest = torch.einsum("bkd,bnd->bnk", interests, items[torch.from_numpy(ids)])  # (B, 9, K)
+    np.testing.assert_array_equal(interest, per_interest.argmax(-1).numpy())
+    assert all(len(set(row)) == len(row) for row in ids.tolist())
+
+
+@backends
+def test_save_and_load_roundtrip(settings, vectors, tmp_path):
+    items, queries, _ = vectors
+    index = build_index(items, settings)
+    index.save(tmp_path / "index")
+    header = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert (header["backend"], header["dim"], header["num_items"]) == (settings.backend, D, M)
+    assert header["fingerprint"] == vectors_fingerprint(items)
+    loaded = load_index(tmp_path / "index", expected_fingerprint=vectors_fingerprint(items))
+    for a, b in zip(loaded.search(queries, 10, [[3]] * B), index.search(queries, 10, [[3]] * B), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("backend", ["flat", "torch"])
+def test_exact_backends_break_ties_to_the_smaller_id(backend):
+    # 6 distinct vectors, each repeated: every score comes in a tie group, also at the k-th place.
+    base = torch.randn(6, 5, generator=torch.Generator().manual_seed(2))
+    items = torch.cat([torch.zeros(1, 5), base.repeat(4, 1)])  # item i has vector base[(i - 1) % 6]
+    queries = torch.randn(4, 5, generator=torch.Generator().manual_seed(3))
+    for k in (1, 3, 7, 10):
+        ids, _ = build_index(items, IndexSettings(backend)).search(queries, k)
+        np.testing.assert_array_equal(ids, topk_items(queries, items, k)[0].numpy())
+
+
+def test_failed_save_leaves_the_old_index_intact(vectors, tmp_path, monkeypatch):
+    items, queries, _ = vectors
+    old = build_index(items, IndexSettings("flat"))
+    old.save(tmp_path / "index")
+    new = build_index(items * 2, IndexSettings("torch"))
+
+    def broken_write(folder):
+        (folder / "vectors.npy").write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(new, "_write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(tmp_path / "index")
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]
+    loaded = load_index(tmp_path / "index")
+    assert loaded.settings.backend == "flat" and loaded.fingerprint == old.fingerprint
+    np.testing.assert_array_equal(loaded.search(queries, 5)[0], old.search(queries, 5)[0])
+
+
+def test_load_refuses_an_index_of_other_vectors(vectors, tmp_path):
+    items, _, _ = vectors
+    build_index(items, IndexSettings("flat")).save(tmp_path / "index")
+    with pytest.raises(SinerecError, match="other item vectors"):
+        load_index(tmp_path / "index", expected_fingerprint=vectors_fingerprint(items + 1))
+
+
+def test_save_refuses_to_replace_a_folder_that_is_not_an_index(vectors, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("precious")
+    with pytest.raises(SinerecError, match="not an index folder"):
+        build_index(vectors[0], IndexSettings("flat")).save(tmp_path / "data")
+    assert (tmp_path / "data" / "keep.txt").read_text() == "precious"
+
+
+def test_merge_keeps_each_item_once_with_its_best_score():
+    # query 0: interest 0 lists items 5, 2; interest 1 lists 2 (higher), 9, and padding
+    ids = np.array([[[5, 2, -1], [2, 9, -1]]])
+    scores = np.array([[[0.9, 0.4, -np.inf], [0.7, 0.1, -np.inf]]], dtype=np.float32)
+    out_ids, out_scores, interest = merge_multi(ids, scores, 4)
+    np.testing.assert_array_equal(out_ids, [[5, 2, 9, -1]])
+    np.testing.assert_allclose(out_scores, [[0.9, 0.7, 0.1, -np.inf]])
+    np.testing.assert_array_equal(interest, [[0, 1, 1, -1]])
+
+
+def test_merge_breaks_score_ties_to_the_smaller_id():
+    ids = np.array([[[8, 3], [4, 8]]])
+    scores = np.array([[[0.5, 0.5], [0.5, 0.2]]], dtype=np.float32)
+    out_ids, _, interest = merge_multi(ids, scores, 3)
+    np.testing.assert_array_equal(out_ids, [[3, 4, 8]])
+    np.testing.assert_array_equal(interest, [[0, 1, 0]])
+
+
+def test_recall_at_k_by_hand():
+    exact = np.array([[1, 2, 3, 4], [5, 6, -1, -1], [-1, -1, -1, -1]])
+    approx = np.array([[2, 9, 1, 7], [6, 8, -1, -1], [3, -1, -1, -1]])
+    # row 0: {1, 2} of {1, 2, 3, 4} -> 0.5; row 1: {6} of {5, 6} -> 0.5; row 2 has no truth: skipped
+    assert recall_at_k(approx, exact, 4) == pytest.approx(0.5)
+    # k = 3: row 0 {2, 9, 1} & {1, 2, 3} -> 2/3; row 1 {6, 8} & {5, 6} -> 1/2
+    assert recall_at_k(approx, exact, 3) == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_ivf_recall_grows_with_the_cells_visited():
+    # 40 clusters of 30 items; queries near the items. Visiting every cell is exact.
+    g = np.random.default_rng(4)
+    centers = g.standard_normal((40, 16))
+    items = np.concatenate([np.zeros((1, 16)), np.repeat(centers, 30, 0) + 0.3 * g.standard_normal((1200, 16))])
+    queries = items[g.integers(1, 1201, 50)] + 0.3 * g.standard_normal((50, 16))
+    exact = build_index(items, IndexSettings("flat")).search(queries, 20)[0]
+    ivf = build_index(items, IndexSettings("ivf", nlist=40, nprobe=1))
+    recalls = [recall_at_k(ivf.with_search_settings(nprobe=p).search(queries, 20)[0], exact, 20) for p in (1, 4, 40)]
+    assert recalls[0] <= recalls[1] <= recalls[2] == 1.0 and recalls[0] < 1.0, recalls
+
+
+def test_exact_falls_back_to_torch_without_faiss(vectors, monkeypatch):
+    import sinerec.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "faiss_available", lambda: False)
+    index = build_index(vectors[0], IndexSettings("exact"))
+    assert index.settings.backend == "torch"
+    np.testing.assert_array_equal(index.search(vectors[1], 5)[0], brute_force(vectors[1], vectors[0], 5)[0])
+
+
+def test_settings_errors_name_the_key_and_value():
+    with pytest.raises(ConfigError, match=r"index.backend.*'annoy'"):
+        IndexSettings("annoy")
+    with pytest.raises(ConfigError, match=r"index.nprobe.*0"):
+        IndexSettings("ivf", nprobe=0)
