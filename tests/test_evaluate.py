@@ -68,3 +68,19 @@ def test_evaluate_by_hand_with_and_without_history_exclusion():
     assert without.means["HR@1"] == 0.0 and without.means["HR@4"] == 1.0
     assert np.isclose(without.means["NDCG@4"], 1 / np.log2(5))
     assert np.isclose(without.means["MRR@4"], 0.25)
+
+
+def test_topk_with_many_ties_equals_a_full_stable_sort():
+    # small integer vectors: many equal scores, at the k-th place too; plus excluded items
+    g = torch.Generator().manual_seed(1)
+    user = torch.randint(-2, 3, (9, 3), generator=g).float()
+    items = torch.randint(-2, 3, (97, 3), generator=g).float()
+    rows, excl = torch.randint(0, 9, (40,), generator=g), torch.randint(1, 97, (40,), generator=g)
+    full = user @ items.T
+    full[:, 0] = float("-inf")
+    full[rows, excl] = float("-inf")
+    ref = torch.sort(full, dim=1, descending=True, stable=True)
+    ref_ids = torch.where(torch.isinf(ref.values[:, :23]), -1, ref.indices[:, :23])
+    for chunk in (7, 31, 200):
+        ids, scores = topk_items(user, items, 23, rows, excl, chunk_size=chunk)
+        assert torch.equal(ids, ref_ids) and torch.equal(scores, ref.values[:, :23]), chunk

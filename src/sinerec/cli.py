@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sinerec.errors import SinerecError
+
+if TYPE_CHECKING:
+    from sinerec.config import Config
+    from sinerec.distributed import DistContext
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -49,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (per process)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step (train.compile)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set model_params.num_concepts=100 --set train.patience=5")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
@@ -74,6 +80,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="recommendations per explained user (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the user sample and the random NMI")
     p.add_argument("--repeats", type=int, default=20, help="random assignments for the chance-level NMI")
+    p = sub.add_parser("export", help="write item vectors and per-user vectors, interests and concepts")
+    p.add_argument("--run", required=True, help="run directory written by `sinerec train`")
+    p.add_argument("--out", help="output folder (default RUN/export)")
+    p.add_argument("--format", choices=["npz", "parquet"], default="npz", help="file format (default npz)")
+    p.add_argument("--batch-size", type=int, default=512, help="users per model call")
+
+    p = sub.add_parser("recommend", help="top k for a known user or a history of item ids, explained")
+    p.add_argument("--run", required=True, help="run directory written by `sinerec train`")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="original id of a user of the run's data (their whole sequence)")
+    who.add_argument("--history", help="comma-separated original item ids, oldest first")
+    p.add_argument("--k", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--exclude", default="", help="comma-separated item ids never to recommend")
+    p.add_argument("--include-seen", action="store_true", help="allow items of the history")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_index_args(p)
+
+    p = sub.add_parser("serve", help="HTTP API: /recommend, /recommend/batch, /items/{id}/similar, /health")
+    p.add_argument("--run", required=True, help="run directory written by `sinerec train`")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=1, help="torch and Faiss threads per request (default 1)")
+    p.add_argument("--max-concurrency", type=int, help="requests computed at once (default: CPU cores)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
+    p.add_argument("--max-history", type=int, default=1000, help="longest accepted history (default 1000)")
+    p.add_argument("--max-k", type=int, default=1000, help="largest accepted k (default 1000)")
+    p.add_argument("--max-batch", type=int, default=256, help="most requests per batch call (default 256)")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    _add_index_args(p)
+
+    p = sub.add_parser("index", help="nearest-neighbour indexes over a run's item vectors")
+    isub = p.add_subparsers(dest="index_command")
+    b = isub.add_parser("build", help="build, measure recall@k against exact, and save an index folder")
+    b.add_argument("--run", required=True, help="run directory written by `sinerec train`")
+    b.add_argument("--out", help="index folder (default RUN/index-BACKEND)")
+    b.add_argument("--recall-k", type=int, default=50, help="k of the reported recall (default 50)")
+    b.add_argument("--recall-queries", type=int, default=1000, help="sampled users (0: skip; default 1000)")
+    _add_index_args(b, saved=False)
+
+    p = sub.add_parser("benchmark", help="train several models x seeds on one dataset and split; compare them")
+    p.add_argument("--models", help="comma-separated models (default: all registered)")
+    _add_data_args(p)
+    p.add_argument("--protocol", choices=["loo", "comirec"], default="loo", help="evaluation protocol (default loo)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run per model each (default 0,1,2)")
+    p.add_argument("--out", help="output folder; rerunning the same command resumes it "
+                                 "(default runs/benchmark-DATASET-PROTOCOL[-quick])")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
+                   help="a setting for every model, or for one with a MODEL: prefix, "
+                        "e.g. --set data.min_user_count=5 --set sasrec:model_params.dropout=0.5")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs when jobs > 1)")
+    p.add_argument("--sort-by", default="NDCG@10", help="test metric that orders the table (default NDCG@10)")
+    p.add_argument("--quick", action="store_true", help="one short epoch per run: a smoke test, not a measurement")
     return parser
 
 
@@ -94,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_datasets(args)
         if args.command == "explain":
             return cmd_explain(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "recommend":
+            return cmd_recommend(args)
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "index" and args.index_command == "build":
+            return cmd_index_build(args)
+        if args.command == "benchmark":
+            return cmd_benchmark(args)
     except SinerecError as exc:
         print(f"sinerec: error: {exc}", file=sys.stderr)
         return 2
@@ -121,10 +190,9 @@ def _tune_malloc() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from sinerec import distributed
     from sinerec.config import load_config
-    from sinerec.pipeline import metrics_document, prepare, write_run_header
-    from sinerec.runs import write_json
-    from sinerec.train import Trainer
+    from sinerec.train import resolve_device
 
     _tune_malloc()
     overrides = _data_overrides(args)
@@ -136,6 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={json.dumps(value)}")
     if args.quiet:
         overrides.append("train.progress=false")
+    if args.compile:
+        overrides.append("train.compile=true")
     out = Path(args.out) if args.out else None
     if args.resume:
         if out is None or not (out / "config.json").exists():
@@ -143,24 +213,45 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = load_config(json.loads((out / "config.json").read_text()), overrides=args.overrides)
     else:
         config = load_config(file=args.config, overrides=overrides + args.overrides)
-    say = (lambda *a: None) if args.quiet else print
+    ctx = distributed.init(resolve_device(config.train.device))  # under torchrun: join the process group
+    try:
+        return _train_run(args, config, out, ctx)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _train_run(args: argparse.Namespace, config: Config, out: Path | None, ctx: DistContext) -> int:
+    """The body of ``sinerec train`` on every process; only rank 0 prints and writes files."""
+    from sinerec import distributed
+    from sinerec.pipeline import metrics_document, prepare, write_run_header
+    from sinerec.runs import write_json
+    from sinerec.train import Trainer
+
+    say = (lambda *a: None) if args.quiet or not ctx.is_main else print
     prepared = prepare(config)
     d = prepared.data
     say(f"data: {d.name}: {d.num_users:,} users, {d.num_items:,} items, {d.num_interactions:,} interactions "
         f"(fingerprint {d.fingerprint()}); protocol {config.protocol.name} "
         f"(split {prepared.split.fingerprint}), {len(prepared.split.train):,} training examples "
         f"[{prepared.seconds:.1f}s]")
-    if out is None:
-        out = Path("runs") / f"{config.model}-{d.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out is None:  # rank 0's clock names the run for every rank
+        out = Path(distributed.broadcast_object(
+            str(Path("runs") / f"{config.model}-{d.name}-{time.strftime('%Y%m%d-%H%M%S')}"), ctx))
     if not args.resume:
         if (out / "metrics.json").exists() or (out / "checkpoint.pt").exists():
             raise SinerecError(f"{out} already holds a run; choose another --out or pass --resume")
-        write_run_header(out, config, prepared)
-    trainer = Trainer(config, prepared.data, prepared.split, run_dir=out, log=say)
+        distributed.barrier(ctx)  # every rank has looked before rank 0 writes
+        if ctx.is_main:
+            write_run_header(out, config, prepared)
+    trainer = Trainer(config, prepared.data, prepared.split, run_dir=out, log=say, dist=ctx)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    say(f"model: {config.model} ({n_params:,} parameters) on {trainer.device}")
+    where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
+    say(f"model: {config.model} ({n_params:,} parameters) on {trainer.device}{where}")
     result = trainer.fit(resume=args.resume)
+    if not ctx.is_main:
+        return 0
     doc = metrics_document(config, prepared, result)
+    doc["train"]["processes"] = ctx.world_size
     write_json(out / "metrics.json", doc)
     print(format_metrics_table(doc))
     print(f"\nrun directory: {out}")
@@ -239,3 +330,152 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print(f"report: {report}")
     return 0
+
+
+def _add_index_args(p: argparse.ArgumentParser, saved: bool = True) -> None:
+    g = p.add_argument_group("index")
+    if saved:
+        g.add_argument("--index", help="a saved index folder (`sinerec index build`) instead of building one")
+    g.add_argument("--backend", choices=["exact", "flat", "torch", "ivf", "hnsw"], default="exact",
+                   help="exact (Faiss flat, or torch without Faiss), flat, torch, ivf, hnsw (default exact)")
+    g.add_argument("--nlist", type=int, default=1024, help="ivf: k-means cells (default 1024)")
+    g.add_argument("--nprobe", type=int, help="ivf: cells visited per query (default 32)")
+    g.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
+    g.add_argument("--ef-construction", type=int, default=200, help="hnsw: build candidate list (default 200)")
+    g.add_argument("--ef-search", type=int, help="hnsw: search candidate list (default 128)")
+
+
+def _index_settings(args: argparse.Namespace) -> Any:
+    from sinerec.retrieval import IndexSettings
+
+    return IndexSettings(backend=args.backend, nlist=args.nlist, nprobe=args.nprobe or 32, hnsw_m=args.hnsw_m,
+                         ef_construction=args.ef_construction, ef_search=args.ef_search or 128)
+
+
+def _run_index(args: argparse.Namespace, run: Any) -> Any:
+    """The index of a recommend/serve command: the saved --index, or one built from the flags."""
+    from sinerec.retrieval import build_index, load_index, vectors_fingerprint
+
+    vectors = run.model.item_embeddings().detach()
+    if getattr(args, "index", None):
+        return load_index(args.index, expected_fingerprint=vectors_fingerprint(vectors), nprobe=args.nprobe,
+                          ef_search=args.ef_search)
+    return build_index(vectors, _index_settings(args))
+
+
+def _ids(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sinerec.export import export_run
+    from sinerec.pipeline import load_run
+
+    manifest = export_run(load_run(args.run), args.out, fmt=args.format, batch_size=args.batch_size)
+    out = Path(args.out) if args.out else Path(args.run) / "export"
+    print(f"exported {manifest['num_items']:,} items and {manifest['num_users']:,} users "
+          f"(D={manifest['dim']}, K={manifest['num_interests']}) to {out} [{manifest['seconds']}s]")
+    for name in (*manifest["files"].values(), "export.json"):
+        print(f"  {out / name}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sinerec.pipeline import load_run
+    from sinerec.recommend import Recommender
+
+    run = load_run(args.run)
+    recommender = Recommender(run, _run_index(args, run))
+    history = recommender.user_history(args.user) if args.user is not None else _ids(args.history)
+    rec = recommender.recommend(history, k=args.k, exclude=_ids(args.exclude), exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(rec), default=str))
+        return 0
+    print(format_recommendation(rec, len(history)))
+    return 0
+
+
+def format_recommendation(rec: Any, history_length: int) -> str:
+    """A recommendation as text: the explanation (SINE) then one line per item."""
+    lines = [f"history: {history_length} items, the model saw the last {rec.history_used}; "
+             f"{rec.excluded} excluded from the ranking"]
+    e = rec.explanation
+    if e is not None:
+        lines.append("interests (k: concept, gate, weight e in the user vector):")
+        for k, (concept, gate, weight) in enumerate(zip(e.concept_ids, e.gates, e.aggregation, strict=True)):
+            lines.append(f"  {k}: concept {concept:<4} gate {gate:.3f}  e {weight:.3f}")
+    lines.append(f"{'rank':>4}  {'item':>10}  {'score':>9}  {'interest':>8}  title [categories]")
+    for rank, item in enumerate(rec.items, 1):
+        interest = "-" if item.interest is None else (
+            f"{item.interest}" + (f"/c{item.concept}" if item.concept is not None else ""))
+        cats = f" [{'|'.join(item.categories)}]" if item.categories else ""
+        lines.append(f"{rank:>4}  {item.item_id!s:>10}  {item.score:>9.4f}  {interest:>8}  {item.title or ''}{cats}")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sinerec.serve import serve
+
+    serve(args.run, host=args.host, port=args.port, index_path=args.index, settings=_index_settings(args),
+          nprobe=args.nprobe, ef_search=args.ef_search, threads=args.threads, log_level=args.log_level,
+          max_body_bytes=args.max_body_bytes, max_history=args.max_history, max_k=args.max_k,
+          max_batch=args.max_batch, max_concurrency=args.max_concurrency)
+    return 0
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from sinerec.pipeline import load_run
+    from sinerec.recommend import index_recall
+    from sinerec.retrieval import build_index
+
+    run = load_run(args.run)
+    t0 = time.perf_counter()
+    index = build_index(run.model.item_embeddings().detach(), _index_settings(args))
+    seconds = time.perf_counter() - t0
+    out = Path(args.out) if args.out else Path(args.run) / f"index-{index.settings.backend}"
+    index.save(out)
+    print(f"built {index.settings.describe()} over {index.num_items:,} items (D={index.dim}) in {seconds:.1f}s "
+          f"-> {out}")
+    if args.recall_queries > 0:
+        r = index_recall(run, index, k=args.recall_k, num_queries=args.recall_queries)
+        print(f"recall@{r['k']} against exact on {r['queries']} users' histories: {r['recall']:.4f}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from sinerec.benchmark import run_benchmark
+    from sinerec.models import MODELS
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(MODELS)
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise SinerecError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    name = args.dataset or (Path(args.path).stem if args.path else "ml-latest-small")
+    default_out = Path("runs") / f"benchmark-{name}-{args.protocol}{'-quick' if args.quick else ''}"
+    out = Path(args.out) if args.out else default_out
+    # the exact command, every choice spelled out, so that the results say how to reproduce them
+    command = ["sinerec", "benchmark", "--models", ",".join(models)]
+    for opt in ("dataset", "data_dir", "path", "format"):
+        if getattr(args, opt) is not None:
+            command += [f"--{opt.replace('_', '-')}", getattr(args, opt)]
+    command += ["--protocol", args.protocol, "--seeds", ",".join(map(str, seeds)), "--out", str(out)]
+    command += (["--skip-bad-lines"] if args.skip_bad_lines else []) + (["--quick"] if args.quick else [])
+    command += [x for o in args.overrides for x in ("--set", o)]
+    if args.jobs != 1:
+        command += ["--jobs", str(args.jobs)]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    if args.sort_by != "NDCG@10":
+        command += ["--sort-by", args.sort_by]
+    result = run_benchmark(models, out_dir=out, seeds=seeds, protocol=args.protocol,
+                           overrides=_data_overrides(args) + args.overrides, jobs=args.jobs, threads=args.threads,
+                           quick=args.quick, sort_by=args.sort_by, command=shlex.join(command))
+    print()
+    print(result.table)
+    print(f"\nresults in {out}:")
+    for path in result.files:
+        print(f"  {path}")
+    return 1 if result.failed else 0

@@ -67,6 +67,8 @@ class TrainConfig:
     """Optimisation, early stopping and the loss."""
 
     epochs: int = 30
+    # Global: the examples of one optimisation step summed over all processes (torchrun); each of N
+    # processes takes batch_size / N of them, so a run means the same whatever the number of processes.
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -83,6 +85,9 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, tests)
     progress: bool = True
+    amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
+    compile: bool = False  # torch.compile the training loss (model + loss) module
+    prefetch: int | None = None  # batches a background thread prepares ahead (None: 2 on CUDA, 0 on CPU)
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "patience", "eval_every", "num_negatives"):
@@ -94,6 +99,12 @@ class TrainConfig:
             raise ConfigError(f"train.loss: expected 'full' or 'sampled', got {self.loss!r}")
         if self.sampler not in ("popularity", "log-uniform"):
             raise ConfigError(f"train.sampler: expected 'popularity' or 'log-uniform', got {self.sampler!r}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ConfigError(f"train.amp: expected 'auto', 'bf16' or 'off', got {self.amp!r}")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ConfigError(f"train.prefetch: must be >= 0, got {self.prefetch!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"train.threads: must be >= 1, got {self.threads!r}")
 
 
 @dataclass

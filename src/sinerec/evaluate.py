@@ -7,10 +7,13 @@ items deduplicated).
 
 Ranking is over all items 1..M; ties in score go to the smaller item id, so results are deterministic. Scores
 are computed for chunks of items with a running top-k, so memory is O(B * (k + chunk)), never B x M.
+Evaluation can be sharded over processes by whole query batches (``rank``, ``world_size``, ``gather``) with
+results identical to one process's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,10 +76,10 @@ def topk_items(user: torch.Tensor, item_vectors: torch.Tensor, k: int,
         if exclude_rows is not None and exclude_items is not None and len(exclude_rows):
             sel = (exclude_items >= lo) & (exclude_items < hi)
             scores[exclude_rows[sel], exclude_items[sel] - lo] = float("-inf")
-        ids = torch.arange(lo, hi, device=user.device).expand(B, -1)
+        cand_scores, cand_ids = _chunk_candidates(scores, k, lo)  # (B, c), c >= min(k, C), ids ascending
         # Earlier chunks hold smaller ids and come first: a stable sort keeps ties in id order.
-        cat_scores = torch.cat([best_scores, scores], dim=1)
-        cat_ids = torch.cat([best_ids, ids], dim=1)
+        cat_scores = torch.cat([best_scores, cand_scores], dim=1)
+        cat_ids = torch.cat([best_ids, cand_ids], dim=1)
         order = torch.sort(cat_scores, dim=1, descending=True, stable=True).indices[:, :k]
         best_scores = torch.gather(cat_scores, 1, order)
         best_ids = torch.gather(cat_ids, 1, order)
@@ -88,24 +91,77 @@ def topk_items(user: torch.Tensor, item_vectors: torch.Tensor, k: int,
     return best_ids, best_scores
 
 
+def _chunk_candidates(scores: torch.Tensor, k: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The entries of a score chunk that can enter a top-k, in ascending id order.
+
+    Sorting a whole (B, C) chunk costs more than the scores themselves; ``torch.topk`` is fast but breaks
+    ties arbitrarily. So topk only finds each row's k-th largest score, and every entry at or above it (all
+    ties included) is kept, in id order: the stable sort that follows gives exactly the result of stable-
+    sorting the whole chunk. Rows pad with -inf (removed by the caller's -inf -> -1 rule).
+
+    Args:
+        scores: (B, C) float scores of items ``offset .. offset + C - 1``.
+    Returns:
+        scores (B, c) and ids (B, c) long, c = the largest number of kept entries of a row (>= min(k, C)).
+    """
+    B, C = scores.shape
+    kk = min(k, C)
+    threshold = torch.topk(scores, kk, dim=1, sorted=False).values.amin(dim=1, keepdim=True)  # (B, 1)
+    keep = scores >= threshold  # (B, C); NaN rows keep nothing
+    rows, cols = keep.nonzero(as_tuple=True)  # row-major: ascending column within a row
+    counts = torch.bincount(rows, minlength=B)  # (B,)
+    width = int(counts.max()) if B else 0
+    first = torch.cumsum(counts, 0) - counts  # (B,) index of each row's first kept entry in rows/cols
+    slot = torch.arange(rows.numel(), device=scores.device) - first[rows]
+    cand_scores = scores.new_full((B, width), float("-inf"))
+    cand_ids = torch.full((B, width), -1, dtype=torch.long, device=scores.device)
+    cand_scores[rows, slot] = scores[rows, cols]
+    cand_ids[rows, slot] = cols + offset
+    return cand_scores, cand_ids
+
+
+def shard_batches(n_queries: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
+    """The query batches (indices into ``range(0, n_queries, batch_size)``) that ``rank`` evaluates.
+
+    Contiguous blocks of whole batches, the first ``n_batches % world_size`` ranks taking one more. Every
+    batch keeps the boundaries (and so the shapes) of a single-process evaluation, which makes each query's
+    scores, and so its metrics, bit-identical to the single process's; concatenating the ranks' results in
+    rank order restores the original query order.
+    """
+    n_batches = -(-n_queries // batch_size)
+    per, extra = divmod(n_batches, world_size)
+    first = rank * per + min(rank, extra)
+    return range(first, first + per + (rank < extra))
+
+
 @torch.no_grad()
 def evaluate(model: SequentialRecommender, data: SequenceData, queries: EvalSet, max_len: int,
              exclude_history: bool, config: EvalConfig | None = None, device: str | torch.device = "cpu",
-             progress: bool = False, desc: str = "evaluate") -> EvalResult:
+             progress: bool = False, desc: str = "evaluate", rank: int = 0, world_size: int = 1,
+             gather: Callable[[np.ndarray], list[np.ndarray]] | None = None) -> EvalResult:
     """Rank all items for every query of ``queries`` and compute the metrics.
 
     The model sees the last ``max_len`` items of each query's history; with ``exclude_history`` every item of
     the whole history (not only the last max_len) is removed from the ranking.
+
+    Sharded evaluation (``world_size > 1``): this process ranks only the batches :func:`shard_batches` gives
+    ``rank``, and ``gather`` (every rank's array in rank order, e.g. ``sinerec.distributed.all_gather_arrays``)
+    collects the per-query hit lists, so every rank returns the whole, single-process result.
     """
     config = config or EvalConfig()
+    if world_size > 1 and gather is None:
+        raise ValueError("evaluate: world_size > 1 needs a gather function")
     kmax = max(config.ks)
     was_training = model.training
     model.eval()
     item_vectors = model.item_embeddings().detach()
-    hits_all = np.zeros((len(queries), kmax), dtype=bool)
+    mine = shard_batches(len(queries), config.batch_size, rank, world_size)
+    q_lo = min(mine.start * config.batch_size, len(queries))
+    q_hi = min(mine.stop * config.batch_size, len(queries))
+    hits_mine = np.zeros((q_hi - q_lo, kmax), dtype=bool)
     n_targets = np.diff(queries.target_offsets)
-    bar = tqdm(total=len(queries), desc=desc, unit="user", disable=not progress, leave=False)
-    for lo in range(0, len(queries), config.batch_size):
+    bar = tqdm(total=q_hi - q_lo, desc=desc, unit="user", disable=not progress, leave=False)
+    for lo in range(q_lo, q_hi, config.batch_size):
         hi = min(lo + config.batch_size, len(queries))
         hs, he = queries.hist_start[lo:hi], queries.hist_end[lo:hi]
         history = torch.from_numpy(gather_histories(data.items, hs, he, max_len)).to(device)
@@ -122,11 +178,18 @@ def evaluate(model: SequentialRecommender, data: SequenceData, queries: EvalSet,
         owner = np.repeat(np.arange(hi - lo), n_targets[lo:hi])
         target_keys = owner * width + queries.targets[queries.target_offsets[lo]:queries.target_offsets[hi]]
         list_keys = np.arange(hi - lo)[:, None] * width + ids_np
-        hits_all[lo:hi] = np.isin(list_keys, target_keys) & (ids_np >= 0)
+        hits_mine[lo - q_lo:hi - q_lo] = np.isin(list_keys, target_keys) & (ids_np >= 0)
         bar.update(hi - lo)
     bar.close()
     if was_training:
         model.train()
+    if world_size == 1:
+        hits_all = hits_mine
+    else:
+        assert gather is not None
+        hits_all = np.concatenate(gather(hits_mine))
+    if len(hits_all) != len(queries):
+        raise RuntimeError(f"evaluate: gathered {len(hits_all)} queries, expected {len(queries)}")
     per_query = compute_metrics(hits_all, n_targets, config.ks, config.metrics)
     means = {k: float(v.mean()) if len(v) else 0.0 for k, v in per_query.items()}
     return EvalResult(means=means, per_query=per_query, users=queries.users, n_queries=len(queries))

@@ -4,27 +4,43 @@ Adam, early stopping on a validation metric with patience, the best weights rest
 evaluation, a progress bar with loss and examples per second, a per-epoch JSON log, seeded and
 deterministic on CPU, resumable from the last checkpoint. Process-level concerns (devices, ranks) stay here
 and in ``sinerec.distributed``; models only map histories to vectors.
+
+Several processes (``torchrun``, see ``sinerec.distributed``): ``train.batch_size`` is the *global* batch;
+each of N ranks takes its ``batch_size / N`` share of every step's examples (a disjoint shard of the epoch's
+seeded permutation, the union over ranks being exactly the single process's batch), the whole loss runs
+inside one DistributedDataParallel forward (:class:`TrainingLoss`) and each rank's loss is weighted by its
+share of the step's examples, so the averaged gradient is the combined batch's mean gradient, also for a
+short last batch. Sampled negatives come from one generator seeded alike on every rank: all ranks draw the
+same negatives, as one process shares them across its batch. Evaluation is sharded by query batches and
+gathered (metrics identical to one process's); the early-stopping decision therefore is the same on every
+rank. Only rank 0 prints, shows progress and writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import queue
+import threading
 import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from sinerec import losses
+from sinerec import distributed, losses
 from sinerec.config import Config
 from sinerec.data.batching import TrainBatches
 from sinerec.data.preprocess import SequenceData
 from sinerec.data.splits import Split
+from sinerec.distributed import DistContext
 from sinerec.errors import SinerecError
 from sinerec.evaluate import EvalResult, evaluate
 from sinerec.models import SequentialRecommender, build_model
@@ -50,27 +66,67 @@ class TrainResult:
     examples_per_second: float = 0.0
 
 
+class TrainingLoss(nn.Module):
+    """A model's whole training objective as one module: forward, item table, likelihood and regularisers.
+
+    DistributedDataParallel all-reduces the gradients of what flows through *its* forward, so the loss is
+    computed inside one forward (and ``torch.compile`` sees one graph); the model stays unaware of both.
+
+    ``forward(history (B, T), target (B,))`` with full softmax, or with ``negatives (S,)``,
+    ``log_q_target (B,)``, ``log_q_negatives (S,)`` for sampled softmax -> (total loss, likelihood loss).
+    """
+
+    def __init__(self, model: SequentialRecommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, history: torch.Tensor, target: torch.Tensor, negatives: torch.Tensor | None = None,
+                log_q_target: torch.Tensor | None = None,
+                log_q_negatives: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(history, target)
+        item_emb = self.model.item_embeddings()
+        if negatives is None:
+            like = losses.full_softmax_loss(out.user, item_emb, target)
+        else:
+            assert log_q_target is not None and log_q_negatives is not None
+            like = losses.sampled_softmax_loss(out.user, item_emb, target, negatives, log_q_target,
+                                               log_q_negatives)
+        return like + self.model.auxiliary_loss(out), like
+
+
 class Trainer:
     """Trains ``config.model`` on ``split.train`` and evaluates on ``split.valid`` / ``split.test``.
 
-    ``run_dir`` (optional) receives ``log.jsonl``, ``model.pt`` (best weights) and ``checkpoint.pt``.
+    ``run_dir`` (optional) receives ``log.jsonl``, ``model.pt`` (best weights) and ``checkpoint.pt`` (rank 0
+    only). ``dist`` is the process context from :func:`sinerec.distributed.init` (default: one process on
+    ``train.device``).
     """
 
     def __init__(self, config: Config, data: SequenceData, split: Split, run_dir: Path | None = None,
-                 log: Any = print) -> None:
+                 log: Any = print, dist: DistContext | None = None) -> None:
         self.config = config
         self.data = data
         self.split = split
         self.run_dir = run_dir
-        self.log = log
-        self.device = resolve_device(config.train.device)
+        device = resolve_device(config.train.device)
+        self.dist = dist if dist is not None else DistContext(device=device)
+        self.device = self.dist.device
+        self.log = log if self.dist.is_main else (lambda *a, **k: None)
+        self.writes = run_dir is not None and self.dist.is_main  # only rank 0 writes files
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config.model, data.num_items, config.data.max_len, config.model_params)
         self.model.to(self.device)
+        self.loss_module = TrainingLoss(self.model)
+        self.step_module: Callable[..., Any] = self.loss_module  # DDP- / compile-wrapped in fit
+        # the same seed on every rank: all ranks draw the same negatives at every step
         self.sample_generator = torch.Generator().manual_seed(config.train.seed + 1)
         self.sampler = self._make_sampler()
+        amp = config.train.amp
+        self.autocast = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
+        prefetch = config.train.prefetch
+        self.prefetch = prefetch if prefetch is not None else (2 if self.device.type == "cuda" else 0)
 
     # ----------------------------------------------------------------------------------------- loss
     def _make_sampler(self) -> Any:
@@ -81,25 +137,123 @@ class Trainer:
             return losses.PopularitySampler(counts, power=self.config.train.sampler_power)
         return losses.LogUniformSampler.from_counts(counts)
 
+    def _negatives(self, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(negatives, log Q of the targets, log Q of the negatives) on the device, or () for full softmax.
+        ``target`` (B,) on the CPU (no device sync)."""
+        if self.sampler is None:
+            return ()
+        num = self.config.train.num_negatives
+        negatives, log_q_neg = self.sampler.sample(num, self.sample_generator)
+        log_q_target = self.sampler.log_q(target, num)
+        return tuple(t.to(self.device, non_blocking=True) for t in (negatives, log_q_target, log_q_neg))
+
     def loss(self, history: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss, likelihood loss) for a batch."""
-        out = self.model(history, target)
-        item_emb = self.model.item_embeddings()
-        if self.sampler is None:
-            like = losses.full_softmax_loss(out.user, item_emb, target)
-        else:
-            negatives, log_q_neg = self.sampler.sample(self.config.train.num_negatives, self.sample_generator)
-            negatives, log_q_neg = negatives.to(self.device), log_q_neg.to(self.device)
-            log_q_target = self.sampler.log_q(target.cpu(), self.config.train.num_negatives).to(self.device)
-            like = losses.sampled_softmax_loss(out.user, item_emb, target, negatives, log_q_target, log_q_neg)
-        return like + self.model.auxiliary_loss(out), like
+        extra = self._negatives(target.cpu())
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.step_module(history.to(self.device), target.to(self.device), *extra)
+
+    def wrap_step_module(self) -> None:
+        """DDP around the loss module (several processes), then torch.compile (``train.compile``)."""
+        module = distributed.wrap(self.loss_module, self.dist)
+        self.step_module = torch.compile(module) if self.config.train.compile else module
+
+    def unwrap_step_module(self) -> None:
+        """Drop the DDP / compiled wrappers (they must not outlive the process group)."""
+        self.step_module = self.loss_module
 
     # ----------------------------------------------------------------------------------------- eval
     def evaluate(self, which: str, progress: bool = False) -> EvalResult:
         queries = self.split.valid if which == "valid" else self.split.test
+        gather = (lambda a: distributed.all_gather_arrays(a, self.dist)) if self.dist.enabled else None
         return evaluate(self.model, self.data, queries, self.config.data.max_len,
                         self.split.protocol.excludes_history, self.config.eval, self.device,
-                        progress=progress, desc=which)
+                        progress=progress and self.dist.is_main, desc=which, rank=self.dist.rank,
+                        world_size=self.dist.world_size, gather=gather)
+
+    # ----------------------------------------------------------------------------------------- train
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam, fused: one pass over each parameter without temporaries (7x faster than the default on a 1M x
+        64 item table on CPU, and no table-sized temporaries); the same update up to float rounding."""
+        cfg = self.config.train
+        return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+
+    def make_batches(self) -> TrainBatches:
+        """This rank's batches: ``batch_size / world_size`` examples of each global batch."""
+        cfg, world = self.config.train, self.dist.world_size
+        if cfg.batch_size % world:
+            raise SinerecError(f"train.batch_size: {cfg.batch_size} is the global batch and must be a multiple "
+                               f"of the number of processes ({world})")
+        return TrainBatches(self.data.items, self.split.train, self.config.data.max_len, cfg.batch_size // world,
+                            seed=cfg.seed, rank=self.dist.rank, world_size=world)
+
+    def num_steps(self) -> int:
+        """Optimisation steps of an epoch: global batches, capped by ``train.max_steps_per_epoch``."""
+        cfg = self.config.train
+        steps = -(-len(self.split.train) // cfg.batch_size)
+        return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+
+    def _rank_batches(self, batches: TrainBatches, epoch: int,
+                      n_steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """(history, target, real examples) for each of the epoch's ``n_steps`` steps. A rank whose shard
+        runs out before the last step (at most one short step) gets one real row with weight 0, so every rank
+        takes part in every all-reduce."""
+        it = batches.epoch(epoch)
+        if self.prefetch:
+            it = _prefetched(it, self.prefetch, pin=self.device.type == "cuda")
+        with contextlib.closing(it):
+            spare: tuple[torch.Tensor, torch.Tensor] | None = None
+            for _ in range(n_steps):
+                batch = next(it, None)
+                if batch is not None:
+                    spare = spare or (batch[0][:1], batch[1][:1])
+                    yield batch[0], batch[1], batch[0].shape[0]
+                else:
+                    if spare is None:  # an empty shard: a row of another rank's data would do as well
+                        spare = next(iter(TrainBatches(self.data.items, self.split.train, self.config.data.max_len,
+                                                       1, seed=0, shuffle=False).epoch(0)))
+                    yield spare[0], spare[1], 0
+
+    def train_epoch(self, epoch: int, optimizer: torch.optim.Optimizer, batches: TrainBatches) -> dict[str, Any]:
+        """One epoch of optimisation steps. Returns the epoch's record (loss and examples over all ranks)."""
+        cfg = self.config.train
+        world, n_total, n_steps = self.dist.world_size, len(self.split.train), self.num_steps()
+        self.model.train()
+        bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (cfg.progress and self.dist.is_main), leave=False)
+        t0 = time.perf_counter()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # sum over examples of (loss, like)
+        examples = 0
+        for step, (hist, target, n) in enumerate(self._rank_batches(batches, epoch, n_steps)):
+            extra = self._negatives(target)
+            hist, target = hist.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                loss, like = self.step_module(hist, target, *extra)
+            optimizer.zero_grad(set_to_none=True)
+            if world > 1:
+                # DDP averages gradients over ranks: weighting each rank's mean by its share of the step's
+                # examples (x world) makes the average the combined batch's mean, even for unequal shares.
+                step_examples = min(cfg.batch_size, n_total - step * cfg.batch_size)
+                (loss * (n * world / step_examples)).backward()
+            else:
+                loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            sums += torch.stack([loss.detach(), like.detach()]).double() * n
+            examples += n
+            if step % 20 == 0 or step == n_steps - 1:
+                rate = examples / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{sums[0].item() / max(examples, 1):.4f}", ex_s=f"{rate * world:,.0f}")
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        total, total_like, examples_all = distributed.all_reduce_sum(
+            np.array([*sums.tolist(), examples]), self.dist).tolist()
+        examples_all = int(examples_all)
+        return {"epoch": epoch + 1, "loss": total / max(examples_all, 1),
+                "likelihood_loss": total_like / max(examples_all, 1), "examples": examples_all,
+                "seconds": round(seconds, 3), "examples_per_second": round(examples_all / max(seconds, 1e-9), 1)}
 
     # ----------------------------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> TrainResult:
@@ -109,13 +263,13 @@ class Trainer:
             train_items = np.repeat(np.arange(len(counts)), counts)
             self.model.fit_counts(items=torch.from_numpy(train_items).to(self.device))
             valid, test = self.evaluate("valid", cfg.progress), self.evaluate("test", cfg.progress)
-            if self.run_dir is not None:
+            if self.writes:
+                assert self.run_dir is not None
                 save_torch(self.run_dir / "model.pt", self.model.state_dict())
             return TrainResult(self.model, valid, test)
 
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        batches = TrainBatches(self.data.items, self.split.train, self.config.data.max_len, cfg.batch_size,
-                               seed=cfg.seed)
+        optimizer = self.make_optimizer()
+        batches = self.make_batches()
         history: list[dict[str, Any]] = []
         best_value, best_epoch, bad_epochs, start_epoch = -math.inf, 0, 0, 0
         best_state = copy.deepcopy(self.model.state_dict())
@@ -133,8 +287,10 @@ class Trainer:
             self.sample_generator.set_state(state["sample_generator"])
             torch.set_rng_state(state["torch_rng"])
             self.log(f"resumed from {ckpt_path} after epoch {start_epoch}")
-            # the log may hold epochs after the checkpoint (a crash between the two writes): rewrite it
-            atomic_write_text(ckpt_path.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+            if self.writes:
+                # the log may hold epochs after the checkpoint (a crash between the two writes): rewrite it
+                atomic_write_text(ckpt_path.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        self.wrap_step_module()
 
         train_seconds = sum(h["seconds"] for h in history)
         n_seen = sum(h["examples"] for h in history)
@@ -142,59 +298,30 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs):
             if stop:
                 break
-            self.model.train()
-            n_batches = batches.num_batches(epoch)
-            if cfg.max_steps_per_epoch:
-                n_batches = min(n_batches, cfg.max_steps_per_epoch)
-            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                       disable=not cfg.progress, leave=False)
-            t0 = time.perf_counter()
-            total, total_like, examples = 0.0, 0.0, 0
-            for step, (hist, target) in enumerate(batches.epoch(epoch)):
-                if step >= n_batches:
-                    break
-                hist, target = hist.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
-                loss, like = self.loss(hist, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                n = hist.shape[0]
-                total += loss.item() * n
-                total_like += like.item() * n
-                examples += n
-                if step % 20 == 0 or step == n_batches - 1:
-                    rate = examples / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{total / examples:.4f}", ex_s=f"{rate:,.0f}")
-                bar.update(1)
-            bar.close()
-            seconds = time.perf_counter() - t0
-            if not math.isfinite(total):
-                raise SinerecError(f"training diverged at epoch {epoch + 1} (loss {total}); lower train.lr")
-            train_seconds += seconds
-            n_seen += examples
-            record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(examples, 1),
-                                      "likelihood_loss": total_like / max(examples, 1), "examples": examples,
-                                      "seconds": round(seconds, 3),
-                                      "examples_per_second": round(examples / max(seconds, 1e-9), 1)}
+            record = self.train_epoch(epoch, optimizer, batches)
+            if not math.isfinite(record["loss"]):
+                raise SinerecError(f"training diverged at epoch {epoch + 1} (loss {record['loss']}); lower train.lr")
+            train_seconds += record["seconds"]
+            n_seen += record["examples"]
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 t1 = time.perf_counter()
-                valid = self.evaluate("valid")
+                valid = self.evaluate("valid")  # gathered: the same metrics, hence decisions, on every rank
                 record["eval_seconds"] = round(time.perf_counter() - t1, 3)
                 record["valid"] = valid.means
                 value = valid.means[cfg.monitor]
                 if value > best_value:
                     best_value, best_epoch, bad_epochs = value, epoch + 1, 0
                     best_state = copy.deepcopy(self.model.state_dict())
-                    if self.run_dir is not None:
+                    if self.writes:
+                        assert self.run_dir is not None
                         save_torch(self.run_dir / "model.pt", best_state)
                 else:
                     bad_epochs += 1
                 stop = bad_epochs >= cfg.patience
             history.append(record)
             self.log(_epoch_line(record, cfg.monitor, best_epoch))
-            if self.run_dir is not None:
+            if self.writes:
+                assert self.run_dir is not None and ckpt_path is not None
                 _append_jsonl(self.run_dir / "log.jsonl", record)
                 save_torch(ckpt_path, {
                     "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -202,10 +329,58 @@ class Trainer:
                     "bad_epochs": bad_epochs, "epoch": epoch + 1, "history": history,
                     "sample_generator": self.sample_generator.get_state(), "torch_rng": torch.get_rng_state(),
                 })
+        self.unwrap_step_module()
         self.model.load_state_dict(best_state)
         valid, test = self.evaluate("valid"), self.evaluate("test")
         return TrainResult(self.model, valid, test, history, best_epoch, train_seconds,
                            n_seen / max(train_seconds, 1e-9))
+
+
+def _prefetched(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], depth: int,
+                pin: bool) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
+    """``batches`` prepared ``depth`` ahead by a background thread (pinned for fast host-to-GPU copies).
+
+    The thread consumes the same deterministic iterator in order, so the batches are exactly those of the
+    plain loop; randomness the step draws (negatives) stays in the training loop. Closing the generator
+    stops the thread.
+    """
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for hist, target in batches:
+                if pin:
+                    hist, target = hist.pin_memory(), target.pin_memory()
+                if not put((hist, target)):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the training loop
+            put(exc)
+
+    thread = threading.Thread(target=work, name="sinerec-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _epoch_line(record: dict[str, Any], monitor: str, best_epoch: int) -> str:
