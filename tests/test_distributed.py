@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import socket
 import traceback
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import free_port
 
 from sinerec import distributed
 from sinerec.config import load_config
@@ -77,12 +77,6 @@ def _worker(rank: int, world: int, port: int, out: Path) -> None:
         raise
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Run the workers once; return (rank results, single-process reference trainers, eval weights dir)."""
@@ -90,7 +84,7 @@ def two_ranks(tmp_path_factory):
     reference = {loss: train(loss) for loss in LOSSES}
     torch.save(reference["full"][0].model.state_dict(), out / "eval-weights.pt")
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, 2, port, out)) for r in range(2)]
     for p in procs:
         p.start()

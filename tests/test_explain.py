@@ -6,12 +6,9 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from conftest import train_run
 
 from sinerec.cli import main
-from sinerec.config import load_config
-from sinerec.data.preprocess import preprocess
-from sinerec.data.splits import make_split
 from sinerec.data.synthetic import planted_concepts
 from sinerec.errors import SinerecError
 from sinerec.explain import (
@@ -24,8 +21,7 @@ from sinerec.explain import (
     random_assignment_nmi,
     write_report,
 )
-from sinerec.pipeline import Prepared, load_run, write_run_header
-from sinerec.train import Trainer
+from sinerec.pipeline import load_run
 
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                                       reason="the report's figures need matplotlib (pip install 'sinerec[explain]')")
@@ -119,19 +115,9 @@ SINE_SMALL = ("model_params.dim=32", "model_params.num_concepts=20", "model_para
 
 
 def _train_run(run_dir, overrides=SINE_SMALL):
-    # One thread: the tests share two cores with background jobs, where two threads run about 5x slower.
-    config = load_config(overrides=[
-        'data.dataset="synthetic"', "data.max_len=20", "train.batch_size=128", "train.progress=false",
-        "train.epochs=2", "train.lr=0.01", "train.threads=1", "protocol.exclude_history=false", *overrides])
-    data = preprocess(planted_concepts(n_users=300, n_items=200, n_concepts=20, length=30, seed=0))
-    split = make_split(data, config.protocol)
-    write_run_header(run_dir, config, Prepared(data, split, 0.0))
-    threads = torch.get_num_threads()
-    try:
-        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
-    finally:
-        torch.set_num_threads(threads)  # the trainer sets it process-wide
-    return run_dir
+    log = planted_concepts(n_users=300, n_items=200, n_concepts=20, length=30, seed=0)
+    return train_run(run_dir, ['data.dataset="synthetic"', "data.max_len=20", "train.epochs=2", "train.lr=0.01",
+                               "protocol.exclude_history=false", *overrides], log)
 
 
 @pytest.fixture(scope="module")

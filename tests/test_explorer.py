@@ -2,31 +2,18 @@
 
 import numpy as np
 import pytest
-import torch
+from conftest import train_run
 
-from sinerec.config import load_config
-from sinerec.data.preprocess import preprocess
-from sinerec.data.splits import make_split
 from sinerec.data.synthetic import planted_concepts
-from sinerec.pipeline import Prepared, load_run, write_run_header
-from sinerec.train import Trainer
+from sinerec.pipeline import load_run
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 
 def _run(run_dir, overrides):
-    config = load_config(overrides=['data.dataset="synthetic"', "data.max_len=10", "train.batch_size=128",
-                                    "train.progress=false", "train.epochs=1", "train.threads=1", *overrides])
-    data = preprocess(planted_concepts(n_users=50, n_items=30, n_concepts=3, length=12, seed=2))
-    split = make_split(data, config.protocol)
-    write_run_header(run_dir, config, Prepared(data, split, 0.0))
-    threads = torch.get_num_threads()
-    try:
-        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
-    finally:
-        torch.set_num_threads(threads)
-    return load_run(run_dir)
+    log = planted_concepts(n_users=50, n_items=30, n_concepts=3, length=12, seed=2)
+    return load_run(train_run(run_dir, ['data.dataset="synthetic"', "data.max_len=10", *overrides], log))
 
 
 @pytest.fixture(scope="module")

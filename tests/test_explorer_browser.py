@@ -7,7 +7,6 @@ in `.ci/run`). Leaves a screenshot in `test-artifacts/explorer.png`.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import free_port, train_run
 
-from sinerec.config import load_config
-from sinerec.data.preprocess import preprocess
-from sinerec.data.splits import make_split
 from sinerec.data.synthetic import planted_concepts
-from sinerec.pipeline import Prepared, write_run_header
-from sinerec.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -36,25 +30,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
 
 def _tiny_sine_run(run_dir: Path) -> Path:
     """SINE on planted concepts: items "item 1".."item 60", categories c0..c5 (items 1-10 are c0, ...)."""
-    config = load_config(overrides=[
-        'data.dataset="synthetic"', "data.max_len=10", "train.batch_size=128", "train.progress=false",
-        "train.epochs=1", "train.threads=1", "protocol.exclude_history=false", "model_params.dim=16",
-        "model_params.num_concepts=9", "model_params.num_interests=3"])
-    data = preprocess(planted_concepts(n_users=120, n_items=60, n_concepts=6, length=15, seed=1))
-    split = make_split(data, config.protocol)
-    write_run_header(run_dir, config, Prepared(data, split, 0.0))
-    threads = torch.get_num_threads()
-    try:
-        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
-    finally:
-        torch.set_num_threads(threads)
-    return run_dir
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    log = planted_concepts(n_users=120, n_items=60, n_concepts=6, length=15, seed=1)
+    return train_run(run_dir, ['data.dataset="synthetic"', "data.max_len=10", "protocol.exclude_history=false",
+                               "model_params.dim=16", "model_params.num_concepts=9", "model_params.num_interests=3"],
+                     log)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +41,7 @@ def server(tmp_path_factory):
     pytest.importorskip("selenium")
     pytest.importorskip("uvicorn")
     run_dir = _tiny_sine_run(tmp_path_factory.mktemp("explorer") / "run")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     log = open(run_dir / "serve.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port", str(port)],

@@ -5,38 +5,25 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import train_run
 
 from sinerec.cli import main
-from sinerec.config import load_config
 from sinerec.data.batching import gather_histories
-from sinerec.data.preprocess import preprocess
-from sinerec.data.splits import make_split
 from sinerec.data.synthetic import planted_concepts
 from sinerec.export import read_table
-from sinerec.pipeline import Prepared, load_run, write_run_header
-from sinerec.train import Trainer
+from sinerec.pipeline import load_run
 
 MAX_LEN, K, D = 6, 3, 12
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    config = load_config(overrides=[
-        f"data.max_len={MAX_LEN}", "train.batch_size=128", "train.progress=false", "train.epochs=1",
-        "train.threads=1", f"model_params.dim={D}", "model_params.num_concepts=7", f"model_params.num_interests={K}"])
     log = planted_concepts(n_users=41, n_items=30, n_concepts=5, length=9, seed=2)
     log.events["item"] = log.events["item"] * 3 + 50  # original ids unlike the indices
     log.items.index = log.items.index * 3 + 50
-    data = preprocess(log)
-    split = make_split(data, config.protocol)
-    write_run_header(run_dir, config, Prepared(data, split, 0.0))
-    threads = torch.get_num_threads()
-    try:
-        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
-    finally:
-        torch.set_num_threads(threads)
-    return run_dir
+    return train_run(tmp_path_factory.mktemp("export") / "run",
+                     [f"data.max_len={MAX_LEN}", f"model_params.dim={D}", "model_params.num_concepts=7",
+                      f"model_params.num_interests={K}"], log)
 
 
 @pytest.mark.parametrize("fmt", ["npz", "parquet"])

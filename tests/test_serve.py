@@ -3,7 +3,6 @@ names the problem, and the real server process answers real HTTP requests, also 
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,15 @@ with warnings.catch_warnings():  # recent Starlette deprecates its httpx-based T
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
+from conftest import free_port, train_run  # noqa: E402
+
 from sinerec.cli import main  # noqa: E402
-from sinerec.config import load_config  # noqa: E402
 from sinerec.data.batching import gather_histories  # noqa: E402
-from sinerec.data.preprocess import preprocess  # noqa: E402
-from sinerec.data.splits import make_split  # noqa: E402
 from sinerec.data.synthetic import planted_concepts  # noqa: E402
 from sinerec.evaluate import topk_items  # noqa: E402
-from sinerec.pipeline import Prepared, load_run, write_run_header  # noqa: E402
+from sinerec.pipeline import load_run  # noqa: E402
 from sinerec.retrieval import IndexSettings, build_index  # noqa: E402
 from sinerec.serve import create_app  # noqa: E402
-from sinerec.train import Trainer  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_LEN, K = 7, 3
@@ -43,22 +40,11 @@ MODEL_PARAMS = {"sine": ["model_params.dim=16", "model_params.num_concepts=11", 
 
 
 def _train_run(run_dir: Path, model: str) -> Path:
-    config = load_config(overrides=[
-        f"model={model}", f"data.max_len={MAX_LEN}", "train.batch_size=128", "train.progress=false",
-        "train.epochs=1", "train.threads=1", *MODEL_PARAMS[model]])
     log = planted_concepts(n_users=90, n_items=60, n_concepts=6, length=20, seed=3)
     # Original ids unlike the indices 1..60, so that a mix-up of the two fails.
     log.events["item"] = log.events["item"] * 7 + 100
     log.items.index = log.items.index * 7 + 100
-    data = preprocess(log)
-    split = make_split(data, config.protocol)
-    write_run_header(run_dir, config, Prepared(data, split, 0.0))
-    threads = torch.get_num_threads()
-    try:
-        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
-    finally:
-        torch.set_num_threads(threads)  # the trainer sets it process-wide
-    return run_dir
+    return train_run(run_dir, [f"model={model}", f"data.max_len={MAX_LEN}", *MODEL_PARAMS[model]], log)
 
 
 @pytest.fixture(scope="module")
@@ -251,15 +237,9 @@ def test_cli_recommend_prints_the_list_and_rejects_unknown_ids(run_dir, run, cap
 # --- the real server process ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(run_dir):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port", str(port),
                              "--max-body-bytes", "4096"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

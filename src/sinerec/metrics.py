@@ -22,7 +22,7 @@ def _discounts(k: int) -> np.ndarray:
 
 def hit_rate(hits: np.ndarray, k: int) -> np.ndarray:
     """1 if any target is in the top k."""
-    return hits[:, :k].any(axis=1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(axis=1), dtype=np.float64)
 
 
 def recall(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:

@@ -85,6 +85,8 @@ class MIND(SequentialRecommender):
 
     multi_vector_retrieval = True
 
+    eval_routing_logits: torch.Tensor  # a registered buffer
+
     def __init__(self, num_items: int, max_len: int, config: MINDConfig) -> None:
         super().__init__(num_items)
         self.config = config

@@ -40,6 +40,7 @@ class MostPop(SequentialRecommender):
     """
 
     trainable = False
+    counts: torch.Tensor  # a registered buffer
 
     def __init__(self, num_items: int, max_len: int, config: MostPopConfig | None = None) -> None:
         super().__init__(num_items)
