@@ -222,11 +222,11 @@ def run_child(spec_json: str) -> int:
     ``spec_json``: {"config": dict, "data_dir": str, "run_dir": str, "dataset_fingerprint": str,
     "split_fingerprint": str}. Writes ``RUN/benchmark.json`` with ``peak_rss_bytes`` of this process.
     """
-    from sinerec.cli import _tune_malloc  # the same allocator settings as `sinerec train`
     from sinerec.data.splits import make_split
     from sinerec.runs import load_data
+    from sinerec.train import tune_malloc  # the same allocator settings as `sinerec train`
 
-    _tune_malloc()
+    tune_malloc()
     spec = json.loads(spec_json)
     config = load_config(spec["config"])
     data = load_data(spec["data_dir"])

@@ -173,28 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _tune_malloc() -> None:
-    """Keep glibc from unmapping and re-faulting the large activation buffers on every training step
-    (M_MMAP_THRESHOLD and M_TRIM_THRESHOLD to 1 GiB): 20-25 % faster steps at batch 1024 on CPU."""
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from sinerec import distributed
     from sinerec.config import load_config
-    from sinerec.train import resolve_device
+    from sinerec.train import resolve_device, tune_malloc
 
-    _tune_malloc()
+    tune_malloc()
     overrides = _data_overrides(args)
     for opt, key in (("model", "model"), ("protocol", "protocol.name"), ("epochs", "train.epochs"),
                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
