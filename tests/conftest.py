@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 # OpenMP threads spin while waiting by default: on 2 shared cores that made 2-thread steps up to 50x slower
@@ -56,3 +63,37 @@ def train_run(run_dir: Path, overrides: list[str], log) -> Path:
     finally:
         torch.set_num_threads(threads)
     return run_dir
+
+
+@contextlib.contextmanager
+def serve_process(run_dir: Path, *extra_args: str, timeout: float = 90.0) -> Iterator[str]:
+    """A real ``python -m sinerec serve`` process for ``run_dir`` on a free loopback port, up once /health
+    answers; yields its base URL and terminates it afterwards. Its output goes to ``run_dir/serve.log``."""
+    port = free_port()
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    log_path = run_dir / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir),
+                                 "--port", str(port), *extra_args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=2) as answer:
+                        if json.load(answer).get("status") == "ok":
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"sinerec serve did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

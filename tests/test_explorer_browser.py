@@ -4,17 +4,11 @@ Skips when Chromium or its driver is not installed (CI installs Debian's `chromi
 in `.ci/run`). Leaves a screenshot in `test-artifacts/explorer.png`.
 """
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, train_run
+from conftest import serve_process, train_run
 
 from sinerec.data.synthetic import planted_concepts
 
@@ -41,31 +35,8 @@ def server(tmp_path_factory):
     pytest.importorskip("selenium")
     pytest.importorskip("uvicorn")
     run_dir = _tiny_sine_run(tmp_path_factory.mktemp("explorer") / "run")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    log = open(run_dir / "serve.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    assert json.load(r)["status"] == "ok"
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"sinerec serve did not start:\n{(run_dir / 'serve.log').read_text()}")
-                time.sleep(0.3)
+    with serve_process(run_dir) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 names the problem, and the real server process answers real HTTP requests, also in a concurrent burst."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +17,7 @@ with warnings.catch_warnings():  # recent Starlette deprecates its httpx-based T
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import free_port, train_run  # noqa: E402
+from conftest import serve_process, train_run  # noqa: E402
 
 from sinerec.cli import main  # noqa: E402
 from sinerec.data.batching import gather_histories  # noqa: E402
@@ -31,7 +27,6 @@ from sinerec.pipeline import load_run  # noqa: E402
 from sinerec.retrieval import IndexSettings, build_index  # noqa: E402
 from sinerec.serve import create_app  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_LEN, K = 7, 3
 
 
@@ -239,32 +234,8 @@ def test_cli_recommend_prints_the_list_and_rejects_unknown_ids(run_dir, run, cap
 
 @pytest.fixture(scope="module")
 def server(run_dir):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port", str(port),
-                             "--max-body-bytes", "4096"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited: {proc.stdout.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the server did not answer /health within 60 s")
-            time.sleep(0.2)
+    with serve_process(run_dir, "--max-body-bytes", "4096") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_real_server_answers_valid_and_invalid_requests(server, run):
