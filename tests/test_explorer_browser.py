@@ -72,14 +72,18 @@ def test_explorer_shows_recommendations_grouped_by_interest(server, browser):
     browser.find_element(By.ID, "recommend").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".interest-group .rec-item")) == 10,
                message=lambda: f"status: {browser.find_element(By.ID, 'status').text!r}")
-    groups = browser.find_elements(By.CSS_SELECTOR, ".interest-group")
-    assert len(groups) == 3  # one card per activated concept (K = 3)
-    for group in groups:
-        assert "concept c" in group.find_element(By.TAG_NAME, "h3").text
-    titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".rec-item .title")]
-    assert all(t.startswith("item ") for t in titles) and len(set(titles)) == 10
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#seen .chip")) == 7  # the history, coloured by intention
+    # the concept pool loads asynchronously and re-renders the cards: read the page once it has settled, in
+    # one script call, so that no element handle can go stale between two reads
     wait.until(lambda d: "activation counted" in d.find_element(By.ID, "pool-note").get_attribute("textContent"))
+    page = browser.execute_script("""
+        const texts = sel => [...document.querySelectorAll(sel)].map(e => e.textContent);
+        return {groups: texts('.interest-group h3'), titles: texts('.interest-group .rec-item .title'),
+                seen: document.querySelectorAll('#seen .chip').length};""")
+    assert len(page["groups"]) == 3  # one card per activated concept (K = 3)
+    assert all("concept c" in h for h in page["groups"]), page["groups"]
+    titles = page["titles"]
+    assert all(t.startswith("item ") for t in titles) and len(set(titles)) == 10, titles
+    assert page["seen"] == 7  # the history, coloured by intention
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "explorer.png"))
     # the concept pool: one card per prototype, the activated ones outlined
