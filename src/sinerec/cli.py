@@ -145,24 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     try:
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "data" and args.data_command == "describe":
-            return cmd_describe(args)
-        if args.command == "datasets":
-            return cmd_datasets(args)
-        if args.command == "explain":
-            return cmd_explain(args)
-        if args.command == "export":
-            return cmd_export(args)
-        if args.command == "recommend":
-            return cmd_recommend(args)
-        if args.command == "serve":
-            return cmd_serve(args)
-        if args.command == "index" and args.index_command == "build":
-            return cmd_index_build(args)
-        if args.command == "benchmark":
-            return cmd_benchmark(args)
+        handler = _HANDLERS.get((args.command, getattr(args, "data_command", None)
+                                 or getattr(args, "index_command", None)))
+        if handler is not None:
+            return handler(args)
     except SinerecError as exc:
         print(f"sinerec: error: {exc}", file=sys.stderr)
         return 2
@@ -463,3 +449,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     for path in result.files:
         print(f"  {path}")
     return 1 if result.failed else 0
+
+
+#: (command, subcommand or None) -> handler
+_HANDLERS = {
+    ("train", None): cmd_train, ("data", "describe"): cmd_describe, ("datasets", None): cmd_datasets,
+    ("explain", None): cmd_explain, ("export", None): cmd_export, ("recommend", None): cmd_recommend,
+    ("serve", None): cmd_serve, ("index", "build"): cmd_index_build, ("benchmark", None): cmd_benchmark,
+}
