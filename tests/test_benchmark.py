@@ -154,3 +154,40 @@ def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path):
     again = run_benchmark(["sasrec"], **run).document
     assert again["runs"][0]["resumed"] and not first["runs"][0]["resumed"]
     assert again["runs"][0]["test"] == first["runs"][0]["test"] and again["runs"][0]["epochs"] == 2
+
+
+def _summary(hr10, hr10_std, ndcg10, ndcg10_std):
+    return {"n_seeds": 3, "test": {"HR@10": {"mean": hr10, "std": hr10_std},
+                                   "NDCG@10": {"mean": ndcg10, "std": ndcg10_std}},
+            "epochs": None, "best_epoch": None, "train_seconds": None, "examples_per_second": None,
+            "peak_rss_bytes": None}
+
+
+def test_versus_sine_by_hand():
+    from sinerec.benchmark_report import table_rows, versus, versus_text
+
+    summary = {"sasrec": _summary(0.25, 0.01, 0.101, 0.002), "gru4rec": _summary(0.22, 0.0, 0.09, 0.01),
+               "sine": _summary(0.20, 0.01, 0.10, 0.005), "mostpop": _summary(0.04, 0.0, 0.02, 0.0)}
+    doc = {"protocol": {"name": "loo"}, "sort_by": "NDCG@10", "summary": summary,
+           "ranking": ["sasrec", "sine", "gru4rec", "mostpop"], "seeds": [0, 1, 2], "failed": [], "pending": []}
+    v = versus(doc)
+    assert v["metrics"] == ["HR@10", "NDCG@10"]
+    assert v["relative"]["sasrec"]["HR@10"] == pytest.approx(0.25)
+    assert v["relative"]["mostpop"]["NDCG@10"] == pytest.approx(-0.8)
+    # HR@10: sasrec gains 0.05 > 0.01 + 0.01, gru4rec 0.02 > 0 + 0.01; NDCG@10: sasrec 0.001 < 0.002 + 0.005
+    assert [(b["model"], round(b["relative"], 6), b["within_spread"]) for b in v["beaten_by"]["HR@10"]] == \
+        [("sasrec", 0.25, False), ("gru4rec", 0.1, False)]
+    assert [(b["model"], round(b["relative"], 6), b["within_spread"]) for b in v["beaten_by"]["NDCG@10"]] == \
+        [("sasrec", 0.01, True)]
+    doc["versus"] = v
+    assert versus_text(doc) == ("Where sine loses (test means, relative to sine's): HR@10 to sasrec +25.0%, "
+                                "gru4rec +10.0%; NDCG@10 to sasrec +1.0% (within the seeds' spread).")
+    columns, rows = table_rows(doc, markdown=True)
+    col = columns.index("NDCG@10 vs sine")
+    assert [r[col] for r in rows] == ["+1.0%", "-", "-10.0%", "-80.0%"]
+
+    summary["sine"] = _summary(0.30, 0.0, 0.2, 0.0)  # now the best everywhere
+    assert versus_text({**doc, "versus": versus(doc)}) == "sine has the best mean of every metric in the table."
+    assert versus({**doc, "summary": {"sine": summary["sine"]}, "ranking": ["sine"]}) is None  # nobody to compare
+    no_sine = {k: summary[k] for k in ("sasrec", "mostpop")}
+    assert versus({**doc, "summary": no_sine, "ranking": ["sasrec", "mostpop"]}) is None

@@ -26,6 +26,8 @@ TABLE_KS = (10, 20, 50)
 #: Bars of the chart, per protocol (the SINE paper's @10/@50; ComiRec's @20/@50).
 CHART_METRICS = {"loo": ("HR@10", "NDCG@10", "HR@50", "NDCG@50"),
                  "comirec": ("Recall@20", "NDCG@20", "Recall@50", "NDCG@50")}
+#: The model every other one is compared with, when it is in the benchmark.
+REFERENCE = "sine"
 
 
 # ----------------------------------------------------------------------------------------- statistics
@@ -112,10 +114,59 @@ def document(head: dict[str, Any], records: dict[str, dict[str, Any]], specs: li
             summary[model] = summarise_model(runs)
     ranking = sorted(summary, key=lambda m: -summary[m]["test"][sort_by]["mean"])
     names = {s.run_dir.name for s in specs}
-    return {**head, "ranking": ranking, "summary": summary,
-            "runs": sorted(done, key=lambda r: (r["seed"], head["models"].index(r["model"]))),
-            "failed": [r for r in records.values() if r["status"] != "done"],
-            "pending": sorted(names - set(records))}
+    doc = {**head, "ranking": ranking, "summary": summary,
+           "runs": sorted(done, key=lambda r: (r["seed"], head["models"].index(r["model"]))),
+           "failed": [r for r in records.values() if r["status"] != "done"],
+           "pending": sorted(names - set(records))}
+    doc["versus"] = versus(doc)
+    return doc
+
+
+def versus(doc: dict[str, Any], reference: str = REFERENCE) -> dict[str, Any] | None:
+    """Every other model against ``reference`` on the table's test metrics; None without it or without others.
+
+    ``relative[model][metric]`` is (model mean - reference mean) / reference mean (None when the reference's
+    mean is 0); ``beaten_by[metric]`` lists, best first, the models whose mean is above the reference's, each
+    with that relative gain and whether the gap is within the seeds' spread (smaller than the sum of the two
+    standard deviations: the seeds cannot tell them apart).
+    """
+    summary = doc["summary"]
+    if reference not in summary or len(summary) < 2:
+        return None
+    ref = summary[reference]["test"]
+    metrics = table_metrics(doc)
+    others = [n for n in doc["ranking"] if n != reference]
+    relative = {n: {m: (summary[n]["test"][m]["mean"] - ref[m]["mean"]) / ref[m]["mean"] if ref[m]["mean"] else None
+                    for m in metrics} for n in others}
+    beaten_by = {}
+    for m in metrics:
+        better = sorted((n for n in others if summary[n]["test"][m]["mean"] > ref[m]["mean"]),
+                        key=lambda n: -summary[n]["test"][m]["mean"])
+        beaten_by[m] = [{"model": n, "relative": relative[n][m],
+                         "within_spread": summary[n]["test"][m]["mean"] - ref[m]["mean"]
+                         < summary[n]["test"][m]["std"] + ref[m]["std"]} for n in better]
+    return {"reference": reference, "metrics": metrics, "relative": relative, "beaten_by": beaten_by}
+
+
+def versus_text(doc: dict[str, Any]) -> str | None:
+    """One sentence: on which metrics the reference model loses, to whom and by how much."""
+    v = doc.get("versus")
+    if not v:
+        return None
+    ref = v["reference"]
+
+    def gain(b: dict[str, Any]) -> str:
+        pct = "" if b["relative"] is None else f" {100 * b['relative']:+.1f}%"
+        return f"{b['model']}{pct}" + (" (within the seeds' spread)" if b["within_spread"] else "")
+
+    lost = [f"{m} to {', '.join(gain(b) for b in v['beaten_by'][m])}" for m in v["metrics"] if v["beaten_by"][m]]
+    kept = [m for m in v["metrics"] if not v["beaten_by"][m]]
+    if not lost:
+        return f"{ref} has the best mean of every metric in the table."
+    text = f"Where {ref} loses (test means, relative to {ref}'s): " + "; ".join(lost) + "."
+    if kept:
+        text += f" {ref} has the best mean of {', '.join(kept)}."
+    return text
 
 
 # ----------------------------------------------------------------------------------------- formatting
@@ -148,7 +199,11 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
     metrics = table_metrics(doc)
     best = {m: max(doc["summary"][n]["test"][m]["mean"] for n in doc["ranking"]) for m in metrics} \
         if doc["ranking"] else {}
-    columns = ["#", "model", *metrics, "epochs (best)", "train time", "ex/s", "peak memory"]
+    v = doc.get("versus")
+    sort_key = doc["sort_by"]
+    compare = v is not None and sort_key in v["metrics"]
+    columns = ["#", "model", *metrics, *([f"{sort_key} vs {v['reference']}"] if v and compare else []),
+               "epochs (best)", "train time", "ex/s", "peak memory"]
     rows = []
     for rank, name in enumerate(doc["ranking"], 1):
         s = doc["summary"][name]
@@ -159,6 +214,9 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
             if s["test"][m]["mean"] == best[m]:
                 text = f"**{text}**" if markdown else f"{text}*"
             cells.append(f"{text} ± {std:.2f}" if s["n_seeds"] > 1 else text)  # no spread from one seed
+        if v and compare:
+            rel = v["relative"].get(name, {}).get(sort_key)
+            cells.append("-" if name == v["reference"] or rel is None else f"{100 * rel:+.1f}%")
         epochs = "-" if not s["epochs"] or not s["epochs"]["mean"] else \
             f"{s['epochs']['mean']:.3g} ({s['best_epoch']['mean']:.3g})"
         rate = s["examples_per_second"]
@@ -187,6 +245,8 @@ def format_table(doc: dict[str, Any], markdown: bool) -> str:
 
         lines = [title, line(columns), *(line(r) for r in rows)]
         lines.append("* best mean of the column")
+        if (text := versus_text(doc)) is not None:
+            lines.append(text)
     for r in doc["failed"]:
         lines.append(f"FAILED: {r['model']} seed {r['seed']} ({r['error']}; log {r['log']})")
     if doc["pending"]:
@@ -202,6 +262,9 @@ def markdown_document(doc: dict[str, Any]) -> str:
         f"Test metrics in %, mean ± sample standard deviation over seeds {seeds}; each run's test metrics come "
         f"from its best validation {doc['monitor']} epoch. Sorted by test {doc['sort_by']}; the best mean of each "
         "column is in bold.",
+        *([f"{doc['sort_by']} vs {doc['versus']['reference']}: the relative difference of the model's mean "
+           f"from {doc['versus']['reference']}'s (positive: better than {doc['versus']['reference']})."]
+          if doc.get("versus") and doc["sort_by"] in doc["versus"]["metrics"] else []),
         f"Full ranking over all {d['n_items']:,} items; items of the user's history excluded: "
         f"{'yes' if p['exclude_history'] else 'no'}.",
     ]
@@ -211,7 +274,9 @@ def markdown_document(doc: dict[str, Any]) -> str:
     notes.append("epochs (best): epochs trained and the best validation epoch, means over seeds. train time: "
                  "training per run without validation, mean. ex/s: training examples per second, the median over "
                  f"a run's epochs, mean over seeds. peak memory: {doc['peak_memory']}, max over seeds.")
+    versus_line = versus_text(doc)
     lines = [f"# Benchmark: {d['name']}, {p['name']}", "", *notes, "", format_table(doc, markdown=True), "",
+             *([versus_line, ""] if versus_line else []),
              "## How it was made", "",
              f"- command: `{doc['command']}`" if doc["command"] else "- command: (library call)",
              f"- date: {doc['date']}" + (f"; wall time {format_seconds(doc['wall_seconds'])}"
