@@ -156,6 +156,17 @@ def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path):
     assert again["runs"][0]["test"] == first["runs"][0]["test"] and again["runs"][0]["epochs"] == 2
 
 
+def test_resumed_benchmark_keeps_the_measured_date_and_wall_time(prepared, tmp_path):
+    run = dict(out_dir=tmp_path, seeds=[0], prepared=prepared, overrides=TINY, isolate=False, log=lambda line: None)
+    run_benchmark(["mostpop"], **run)
+    path = tmp_path / "results.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "wall_seconds": 1000.0, "date": "2020-01-02 03:04 UTC"}))
+    again = run_benchmark(["mostpop"], **run).document  # every run reused: only the tables are written again
+    assert again["date"] == "2020-01-02 03:04 UTC" and 1000.0 <= again["wall_seconds"] < 1060.0
+    assert "2020-01-02 03:04 UTC; wall time 16m 4" in (tmp_path / "results.md").read_text()
+
+
 def _summary(hr10, hr10_std, ndcg10, ndcg10_std):
     return {"n_seeds": 3, "test": {"HR@10": {"mean": hr10, "std": hr10_std},
                                    "NDCG@10": {"mean": ndcg10, "std": ndcg10_std}},

@@ -425,6 +425,10 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
     todo = [s for s in specs if s.run_dir.name not in records]
     if records:
         log(f"{len(records)} of {len(specs)} runs already finished in {out_dir / 'runs'}: reused")
+    earlier = 0.0
+    if records and (before := _earlier_results(out_dir / "results.json", header)) is not None:
+        earlier = float(before.get("wall_seconds", 0.0))
+        header["date"] = before["date"]  # when the reused runs were measured
     started = time.perf_counter()
 
     def on_done(spec: RunSpec, record: dict[str, Any]) -> None:
@@ -440,7 +444,8 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
 
     run_all(todo, prepared, data_dir, jobs, on_done)
     doc = report.document(header, records, specs, sort_by)
-    doc["wall_seconds"] = round(time.perf_counter() - started, 1)
+    # a resumed benchmark: the wall time of the invocations that finished before, plus this one's
+    doc["wall_seconds"] = round(earlier + time.perf_counter() - started, 1)
     files = report.write_tables(out_dir, doc)
     chart = report.write_chart(out_dir / "chart.png", doc)
     if chart is None:
@@ -448,6 +453,17 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
     else:
         files.append(chart)
     return BenchmarkResult(out_dir, doc, report.format_table(doc, markdown=False), files)
+
+
+def _earlier_results(path: Path, header: dict[str, Any]) -> dict[str, Any] | None:
+    """The results.json an earlier invocation wrote in ``path`` for the same data and split, else None. Only a
+    finished invocation records ``wall_seconds``: an interrupted one's time is not counted."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = all(doc.get(k, {}).get("fingerprint") == header[k]["fingerprint"] for k in ("dataset", "protocol"))
+    return doc if same and "date" in doc else None
 
 
 def _write_shared_data(folder: Path, prepared: Prepared) -> Path:
