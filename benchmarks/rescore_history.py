@@ -1,0 +1,56 @@
+"""Re-score the runs of a `sinerec benchmark` on their test users with history exclusion on and off.
+
+The SINE paper says the items a user interacted with are not negatives (our `loo` default, history excluded
+from the ranking); the official code ranks them anyway. This evaluates every finished run of a benchmark both
+ways, with the same weights, and writes the means and sample standard deviations over seeds.
+
+    python benchmarks/rescore_history.py benchmarks/baselines-ml1m-loo --out benchmarks/baselines-ml1m-loo/history.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import torch
+
+from sinerec.data.splits import make_split
+from sinerec.evaluate import evaluate
+from sinerec.pipeline import load_run
+from sinerec.runs import write_json
+
+METRICS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benchmark", type=Path, help="a sinerec benchmark output folder (with runs/)")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    per_model: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for run_dir in sorted(p for p in (args.benchmark / "runs").iterdir() if (p / "metrics.json").exists()):
+        run = load_run(run_dir)
+        split = make_split(run.data, run.config.protocol)
+        entry = per_model.setdefault(run.config.model, {"excluded": [], "included": []})
+        for key, exclude in (("excluded", True), ("included", False)):
+            result = evaluate(run.model, run.data, split.test, run.config.data.max_len, exclude)
+            entry[key].append({m: result.means[m] for m in METRICS})
+        print(run_dir.name, {k: round(100 * v[-1]["HR@10"], 2) for k, v in entry.items()}, flush=True)
+    summary = {
+        model: {key: {m: {"mean": statistics.fmean(r[m] for r in rows),
+                          "std": statistics.stdev(r[m] for r in rows) if len(rows) > 1 else 0.0}
+                      for m in METRICS} | {"n_seeds": len(rows)}
+                for key, rows in entry.items()}
+        for model, entry in per_model.items()
+    }
+    write_json(args.out, {"benchmark": str(args.benchmark), "metrics": "test, fractions", "summary": summary})
+    for model, s in sorted(summary.items(), key=lambda kv: -kv[1]["excluded"]["HR@10"]["mean"]):
+        print(f"{model:12s} HR@10 excluded {100 * s['excluded']['HR@10']['mean']:.2f} "
+              f"included {100 * s['included']['HR@10']['mean']:.2f}; NDCG@10 excluded "
+              f"{100 * s['excluded']['NDCG@10']['mean']:.2f} included {100 * s['included']['NDCG@10']['mean']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
