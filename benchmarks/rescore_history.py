@@ -10,11 +10,11 @@ ways, with the same weights, and writes the means and sample standard deviations
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import torch
 
+from sinerec.benchmark_report import mean_std
 from sinerec.data.splits import make_split
 from sinerec.evaluate import evaluate
 from sinerec.pipeline import load_run
@@ -38,13 +38,9 @@ def main() -> None:
             result = evaluate(run.model, run.data, split.test, run.config.data.max_len, exclude)
             entry[key].append({m: result.means[m] for m in METRICS})
         print(run_dir.name, {k: round(100 * v[-1]["HR@10"], 2) for k, v in entry.items()}, flush=True)
-    summary = {
-        model: {key: {m: {"mean": statistics.fmean(r[m] for r in rows),
-                          "std": statistics.stdev(r[m] for r in rows) if len(rows) > 1 else 0.0}
-                      for m in METRICS} | {"n_seeds": len(rows)}
-                for key, rows in entry.items()}
-        for model, entry in per_model.items()
-    }
+    summary = {model: {key: {m: mean_std([r[m] for r in rows]) for m in METRICS} | {"n_seeds": len(rows)}
+                       for key, rows in entry.items()}
+               for model, entry in per_model.items()}
     write_json(args.out, {"benchmark": str(args.benchmark), "metrics": "test, fractions", "summary": summary})
     for model, s in sorted(summary.items(), key=lambda kv: -kv[1]["excluded"]["HR@10"]["mean"]):
         print(f"{model:12s} HR@10 excluded {100 * s['excluded']['HR@10']['mean']:.2f} "

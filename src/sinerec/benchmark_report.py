@@ -148,6 +148,12 @@ def versus(doc: dict[str, Any], reference: str = REFERENCE) -> dict[str, Any] | 
     return {"reference": reference, "metrics": metrics, "relative": relative, "beaten_by": beaten_by}
 
 
+def _versus_column(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """``doc["versus"]`` when the table gets a "SORT_BY vs REFERENCE" column (the sort metric is compared)."""
+    v = doc.get("versus")
+    return v if v and doc["sort_by"] in v["metrics"] else None
+
+
 def versus_text(doc: dict[str, Any]) -> str | None:
     """One sentence: on which metrics the reference model loses, to whom and by how much."""
     v = doc.get("versus")
@@ -199,10 +205,9 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
     metrics = table_metrics(doc)
     best = {m: max(doc["summary"][n]["test"][m]["mean"] for n in doc["ranking"]) for m in metrics} \
         if doc["ranking"] else {}
-    v = doc.get("versus")
+    v = _versus_column(doc)
     sort_key = doc["sort_by"]
-    compare = v is not None and sort_key in v["metrics"]
-    columns = ["#", "model", *metrics, *([f"{sort_key} vs {v['reference']}"] if v and compare else []),
+    columns = ["#", "model", *metrics, *([f"{sort_key} vs {v['reference']}"] if v else []),
                "epochs (best)", "train time", "ex/s", "peak memory"]
     rows = []
     for rank, name in enumerate(doc["ranking"], 1):
@@ -214,7 +219,7 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
             if s["test"][m]["mean"] == best[m]:
                 text = f"**{text}**" if markdown else f"{text}*"
             cells.append(f"{text} ± {std:.2f}" if s["n_seeds"] > 1 else text)  # no spread from one seed
-        if v and compare:
+        if v:
             rel = v["relative"].get(name, {}).get(sort_key)
             cells.append("-" if name == v["reference"] or rel is None else f"{100 * rel:+.1f}%")
         epochs = "-" if not s["epochs"] or not s["epochs"]["mean"] else \
@@ -262,9 +267,8 @@ def markdown_document(doc: dict[str, Any]) -> str:
         f"Test metrics in %, mean ± sample standard deviation over seeds {seeds}; each run's test metrics come "
         f"from its best validation {doc['monitor']} epoch. Sorted by test {doc['sort_by']}; the best mean of each "
         "column is in bold.",
-        *([f"{doc['sort_by']} vs {doc['versus']['reference']}: the relative difference of the model's mean "
-           f"from {doc['versus']['reference']}'s (positive: better than {doc['versus']['reference']})."]
-          if doc.get("versus") and doc["sort_by"] in doc["versus"]["metrics"] else []),
+        *([f"{doc['sort_by']} vs {v['reference']}: the relative difference of the model's mean from "
+           f"{v['reference']}'s (positive: better than {v['reference']})."] if (v := _versus_column(doc)) else []),
         f"Full ranking over all {d['n_items']:,} items; items of the user's history excluded: "
         f"{'yes' if p['exclude_history'] else 'no'}.",
     ]
