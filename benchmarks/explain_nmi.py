@@ -22,7 +22,7 @@ import numpy as np
 
 def measure(run_dir: str, seed: int, repeats: int) -> dict:
     from sinerec.explain import concept_nmi, entropy, user_activations
-    from sinerec.pipeline import load_run
+    from sinerec.runs import load_run
 
     run = load_run(run_dir)
     info = json.loads((Path(run_dir) / "data.json").read_text())

@@ -17,8 +17,8 @@ import torch
 from sinerec.benchmark_report import mean_std
 from sinerec.data.splits import make_split
 from sinerec.evaluate import evaluate
-from sinerec.pipeline import load_run
-from sinerec.runs import write_json
+from sinerec.runs import load_run
+from sinerec.storage import write_json
 
 METRICS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
 

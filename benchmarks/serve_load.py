@@ -57,8 +57,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sinerec.data.preprocess import SequenceData  # noqa: E402
-from sinerec.pipeline import LoadedRun, dataset_summary, load_run  # noqa: E402
+from sinerec.pipeline import dataset_summary  # noqa: E402
 from sinerec.retrieval import IndexSettings, ItemIndex, build_index, load_index, recall_at_k  # noqa: E402
+from sinerec.runs import LoadedRun, load_run  # noqa: E402
 
 K_SERVED = 50
 MAX_LEN = 20
@@ -73,7 +74,8 @@ def make_synthetic_run(run_dir: Path, n_items: int, dim: int, clusters: int, n_u
     """Write a run directory (as `sinerec train` would) for a random-weight SINE over a clustered catalogue."""
     from sinerec.config import load_config
     from sinerec.models.sine import SINE, SINEConfig
-    from sinerec.runs import save_data, save_torch, write_json
+    from sinerec.runs import save_data
+    from sinerec.storage import save_torch, write_json
 
     if (run_dir / "model.pt").exists():
         return run_dir

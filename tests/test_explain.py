@@ -21,7 +21,7 @@ from sinerec.explain import (
     random_assignment_nmi,
     write_report,
 )
-from sinerec.pipeline import load_run
+from sinerec.runs import load_run
 
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                                       reason="the report's figures need matplotlib (pip install 'sinerec[explain]')")

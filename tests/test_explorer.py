@@ -5,7 +5,7 @@ import pytest
 from conftest import train_run
 
 from sinerec.data.synthetic import planted_concepts
-from sinerec.pipeline import load_run
+from sinerec.runs import load_run
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")

@@ -11,7 +11,7 @@ from sinerec.cli import main
 from sinerec.data.batching import gather_histories
 from sinerec.data.synthetic import planted_concepts
 from sinerec.export import read_table
-from sinerec.pipeline import load_run
+from sinerec.runs import load_run
 
 MAX_LEN, K, D = 6, 3, 12
 

@@ -23,8 +23,8 @@ from sinerec.cli import main  # noqa: E402
 from sinerec.data.batching import gather_histories  # noqa: E402
 from sinerec.data.synthetic import planted_concepts  # noqa: E402
 from sinerec.evaluate import topk_items  # noqa: E402
-from sinerec.pipeline import load_run  # noqa: E402
 from sinerec.retrieval import IndexSettings, build_index  # noqa: E402
+from sinerec.runs import load_run  # noqa: E402
 from sinerec.serve import create_app  # noqa: E402
 
 MAX_LEN, K = 7, 3

@@ -10,7 +10,7 @@ from sinerec.config import load_config
 from sinerec.data.preprocess import preprocess
 from sinerec.data.splits import make_split
 from sinerec.data.synthetic import planted_concepts
-from sinerec.runs import load_torch
+from sinerec.storage import load_torch
 from sinerec.train import Trainer
 
 TINY = ["data.max_len=8", "train.batch_size=64", "train.progress=false"]

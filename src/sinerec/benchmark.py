@@ -47,7 +47,8 @@ from sinerec.config import Config, load_config
 from sinerec.errors import ConfigError, SinerecError
 from sinerec.models import MODELS
 from sinerec.pipeline import Prepared, dataset_summary, metrics_document, prepare, write_run_header
-from sinerec.runs import save_data, write_json
+from sinerec.runs import save_data
+from sinerec.storage import write_json
 
 #: Train settings of ``quick=True``: a smoke run of the whole pipeline, not a measurement.
 QUICK = {"epochs": 1, "max_steps_per_epoch": 20}

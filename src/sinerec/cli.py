@@ -15,6 +15,7 @@ from sinerec.errors import SinerecError
 if TYPE_CHECKING:
     from sinerec.config import Config
     from sinerec.distributed import DistContext
+    from sinerec.runs import LoadedRun
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -194,7 +195,7 @@ def _train_run(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
     """The body of ``sinerec train`` on every process; only rank 0 prints and writes files."""
     from sinerec import distributed
     from sinerec.pipeline import metrics_document, prepare, write_run_header
-    from sinerec.runs import write_json
+    from sinerec.storage import write_json
     from sinerec.train import Trainer
 
     say = (lambda *a: None) if args.quiet or not ctx.is_main else print
@@ -322,7 +323,7 @@ def _index_settings(args: argparse.Namespace) -> Any:
                          ef_construction=args.ef_construction, ef_search=args.ef_search or 128)
 
 
-def _run_index(args: argparse.Namespace, run: Any) -> Any:
+def _run_index(args: argparse.Namespace, run: LoadedRun) -> Any:
     """The index of a recommend/serve command: the saved --index, or one built from the flags."""
     from sinerec.retrieval import build_index, load_index, vectors_fingerprint
 
@@ -339,7 +340,7 @@ def _ids(text: str) -> list[str]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from sinerec.export import export_run
-    from sinerec.pipeline import load_run
+    from sinerec.runs import load_run
 
     manifest = export_run(load_run(args.run), args.out, fmt=args.format, batch_size=args.batch_size)
     out = Path(args.out) if args.out else Path(args.run) / "export"
@@ -353,8 +354,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from sinerec.pipeline import load_run
     from sinerec.recommend import Recommender
+    from sinerec.runs import load_run
 
     run = load_run(args.run)
     recommender = Recommender(run, _run_index(args, run))
@@ -396,9 +397,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
-    from sinerec.pipeline import load_run
     from sinerec.recommend import index_recall
     from sinerec.retrieval import build_index
+    from sinerec.runs import load_run
 
     run = load_run(args.run)
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ import torch.nn.functional as F
 from sinerec.data.batching import gather_histories
 from sinerec.errors import SinerecError
 from sinerec.evaluate import topk_items
+
+if TYPE_CHECKING:
+    from sinerec.models.sine import SINE
+    from sinerec.runs import LoadedRun
 
 __all__ = [
     "NMI_NORMALISATION", "MULTILABEL_RULE", "RandomNMI", "Activations", "nmi", "entropy", "expand_multilabel",
@@ -220,11 +224,20 @@ def collapse_warnings(activation_counts: np.ndarray, prototypes: np.ndarray, num
 # ---------------------------------------------------------------------------------------------------------
 
 
-def require_sine(run: Any) -> None:
-    """Raise SinerecError unless ``run`` (a LoadedRun) holds a model with a concept pool (SINE)."""
-    if not isinstance(getattr(run.model, "prototypes", None), torch.Tensor):
+def require_sine(run: LoadedRun) -> SINE:
+    """``run``'s model if it has a concept pool (SINE); else SinerecError."""
+    from sinerec.models.sine import SINE
+
+    if not isinstance(run.model, SINE):
         raise SinerecError(f"{run.run_dir}: model {run.config.model!r} has no concept prototypes; concepts, "
                            "interests and NMI exist for SINE runs only")
+    return run.model
+
+
+def _has_concepts(run: LoadedRun) -> bool:
+    from sinerec.models.sine import SINE
+
+    return isinstance(run.model, SINE)
 
 
 @torch.no_grad()
@@ -276,7 +289,7 @@ class Activations:
             return sums / self.counts(num_concepts)
 
 
-def _histories(run: Any, users: np.ndarray) -> torch.Tensor:
+def _histories(run: LoadedRun, users: np.ndarray) -> torch.Tensor:
     """(U, T) the last T = max_len items of each user's whole sequence, left-padded."""
     data = run.data
     return torch.from_numpy(gather_histories(data.items, data.offsets[users], data.offsets[users + 1],
@@ -284,26 +297,26 @@ def _histories(run: Any, users: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def user_activations(run: Any, users: np.ndarray | None = None, batch_size: int = 512) -> Activations:
+def user_activations(run: LoadedRun, users: np.ndarray | None = None, batch_size: int = 512) -> Activations:
     """Run SINE over users (default: all) and keep the activated concepts, their gates and weights e."""
-    require_sine(run)
+    model = require_sine(run)
     users = np.arange(run.data.num_users) if users is None else np.asarray(users, dtype=np.int64)
     ids, gates, agg, peak = [], [], [], []
     for lo in range(0, len(users), batch_size):
         history = _histories(run, users[lo:lo + batch_size])  # (B, T)
-        extras = run.model(history).extras
+        extras = model(history).extras
         ids.append(extras["concept_ids"].numpy())
         gates.append(extras["gates"].float().numpy())
         agg.append(extras["aggregation"].float().numpy())
         real = (history > 0).sum(dim=1).clamp(min=1)  # (B,)
         peak.append((extras["intention"].float().amax(dim=-1).sum(dim=1) / real).numpy())  # zero at padding
-    k = run.model.config.num_interests
+    k = model.config.num_interests
     cat = (lambda xs, dt, *shape: np.concatenate(xs) if xs else np.zeros((0, *shape), dtype=dt))  # noqa: E731
     return Activations(users, cat(ids, np.int64, k), cat(gates, np.float64, k), cat(agg, np.float64, k),
                        cat(peak, np.float64))
 
 
-def _item_info(run: Any, item: int) -> dict[str, Any]:
+def _item_info(run: LoadedRun, item: int) -> dict[str, Any]:
     """JSON-ready description of item index ``item``: original id, title, categories."""
     data = run.data
     return {"item_id": _plain(data.item_ids[item]),
@@ -317,7 +330,7 @@ def _plain(x: Any) -> Any:
 
 
 @torch.no_grad()
-def concept_table(run: Any, n_top: int = 10, activations: Activations | None = None) -> list[dict[str, Any]]:
+def concept_table(run: LoadedRun, n_top: int = 10, activations: Activations | None = None) -> list[dict[str, Any]]:
     """One record per concept (prototype row): what it means and how much it is used.
 
     Keys: ``concept``; ``top_items`` (the ``n_top`` items with the largest cosine to the prototype: item_id,
@@ -326,10 +339,10 @@ def concept_table(run: Any, n_top: int = 10, activations: Activations | None = N
     activating it), ``user_share``; ``mean_gate`` and ``mean_aggregation`` (over those users; None if never
     activated).
     """
-    require_sine(run)
+    model = require_sine(run)
     activations = activations if activations is not None else user_activations(run)
-    protos = run.model.prototypes.detach().float()
-    items = run.model.item_embeddings().detach().float()
+    protos = model.prototypes.detach().float()
+    items = model.item_embeddings().detach().float()
     num_concepts = protos.shape[0]
     ids, cos = topk_items(F.normalize(protos, dim=-1), F.normalize(items, dim=-1), min(n_top, items.shape[0] - 1))
     nearest, _ = nearest_concepts(items, protos)
@@ -362,7 +375,7 @@ def concept_table(run: Any, n_top: int = 10, activations: Activations | None = N
 
 
 @torch.no_grad()
-def user_explanations(run: Any, users: Sequence[int] | np.ndarray, k: int = 10) -> list[dict[str, Any]]:
+def user_explanations(run: LoadedRun, users: Sequence[int] | np.ndarray, k: int = 10) -> list[dict[str, Any]]:
     """Why SINE recommends what it does, for each user index in ``users``.
 
     The input is the last T items of the user's whole sequence. Recommendations are the top ``k`` items by
@@ -444,7 +457,8 @@ def _concept_category_shares(nearest: np.ndarray, categories: Sequence[tuple[str
     return {"categories": labels, "shares": np.round(shares, 4).tolist()}
 
 
-def concept_nmi(run: Any, seed: int = 0, repeats: int = 20, nearest: np.ndarray | None = None) -> dict[str, Any] | None:
+def concept_nmi(run: LoadedRun, seed: int = 0, repeats: int = 20,
+                nearest: np.ndarray | None = None) -> dict[str, Any] | None:
     """The paper's NMI analysis: each item's nearest concept against the dataset's categories.
 
     Args:
@@ -456,18 +470,18 @@ def concept_nmi(run: Any, seed: int = 0, repeats: int = 20, nearest: np.ndarray 
         ``random_mean`` / ``random_std`` / ``random_values`` (chance level), ``z`` = (value - mean) / std,
         ``n_items`` (items with categories), ``n_categories``, ``clusters_used`` and how it was computed.
     """
-    require_sine(run)
+    model = require_sine(run)
     data = run.data
     if data.item_categories is None:
         return None
     if nearest is None:
-        nearest, _ = nearest_concepts(run.model.item_embeddings().detach(), run.model.prototypes.detach())
+        nearest, _ = nearest_concepts(model.item_embeddings().detach(), model.prototypes.detach())
     cats = data.item_categories[1:]  # items 1..M
     has = np.array([len(c) > 0 for c in cats])
     labelled = [c for c, h in zip(cats, has, strict=True) if h]
     assignment = nearest[has]
     value = item_nmi(assignment, labelled)
-    chance = random_assignment_nmi(np.bincount(assignment, minlength=run.model.prototypes.shape[0]), labelled,
+    chance = random_assignment_nmi(np.bincount(assignment, minlength=model.prototypes.shape[0]), labelled,
                                    seed, repeats)
     return {
         "value": round(value, 4), "random_mean": round(chance.mean, 4), "random_std": round(chance.std, 4),
@@ -480,12 +494,12 @@ def concept_nmi(run: Any, seed: int = 0, repeats: int = 20, nearest: np.ndarray 
     }
 
 
-def explain_run(run: Any, n_users: int = 6, n_top: int = 10, k: int = 10, seed: int = 0, repeats: int = 20,
+def explain_run(run: LoadedRun, n_users: int = 6, n_top: int = 10, k: int = 10, seed: int = 0, repeats: int = 20,
                 max_activation_users: int = 50_000) -> dict[str, Any]:
     """Every number of the report, as one JSON-ready dict (the content of ``explain.json``).
 
     Args:
-        run: a LoadedRun (``sinerec.pipeline.load_run``).
+        run: a LoadedRun (``sinerec.runs.load_run``).
         n_users: size of the random sample of explained users.
         n_top: items listed per concept; k: recommendations per explained user.
         seed: seeds the user samples and the random-assignment NMI.
@@ -506,11 +520,11 @@ def explain_run(run: Any, n_users: int = 6, n_top: int = 10, k: int = 10, seed: 
                    for r in run.history],
         "test": (run.metrics or {}).get("test"),
     }
-    if not isinstance(getattr(run.model, "prototypes", None), torch.Tensor):
+    if not _has_concepts(run):
         doc["note"] = (f"model {run.config.model!r} has no concept pool: concepts, interests and NMI exist for "
                        "SINE runs only; this report shows the training curves")
         return doc
-    model = run.model
+    model = require_sine(run)
     num_concepts, num_interests = model.config.num_concepts, model.config.num_interests
     users = np.arange(data.num_users)
     if len(users) > max_activation_users:
@@ -558,8 +572,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_users
         the path of ``report.html``.
     """
     from sinerec.explain_report import render_figures, render_html
-    from sinerec.pipeline import load_run
-    from sinerec.runs import atomic_write_bytes, atomic_write_text, write_json
+    from sinerec.runs import load_run
+    from sinerec.storage import atomic_write_bytes, atomic_write_text, write_json
 
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "explain"

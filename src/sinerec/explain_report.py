@@ -8,9 +8,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sinerec.runs import LoadedRun
 
 #: One colour per interest slot k (matplotlib's tab10), shared by the figures and the HTML.
 SLOT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -158,14 +161,16 @@ def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def render_figures(run: Any, doc: dict[str, Any]) -> dict[str, bytes]:
+def render_figures(run: LoadedRun, doc: dict[str, Any]) -> dict[str, bytes]:
     """name -> PNG bytes for every figure the document supports (``curves`` needs a training log)."""
+    from sinerec.explain import require_sine
+
     figures: dict[str, bytes] = {}
     if doc["curves"]:
         figures["curves"] = curves_figure(doc["curves"])
     if "activation" in doc:
         figures["concepts"] = concepts_figure(doc["activation"])
-        figures["prototypes"] = prototypes_figure(run.model.prototypes.detach().float().numpy())
+        figures["prototypes"] = prototypes_figure(require_sine(run).prototypes.detach().float().numpy())
     if doc.get("nmi"):
         figures["nmi"] = nmi_figure(doc["nmi"])
     if doc.get("concept_categories"):

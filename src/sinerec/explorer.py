@@ -21,9 +21,12 @@ from __future__ import annotations
 import random
 import threading
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sinerec.runs import LoadedRun
 
 __all__ = ["mount_explorer", "page_html"]
 
@@ -36,7 +39,7 @@ def page_html() -> str:
 class _Catalogue:
     """Item and user lookups of a run, built once: string ids, lower-cased titles, popularity order."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: LoadedRun) -> None:
         data = run.data
         self.run = run
         self.titles = data.item_titles or [""] * len(data.item_ids)
@@ -73,7 +76,7 @@ def _plain(x: Any) -> Any:
     return x.item() if isinstance(x, np.generic) else x
 
 
-def mount_explorer(app: Any, run: Any, max_activation_users: int = 20_000, seed: int = 0) -> None:
+def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0) -> None:
     """Add the explorer's page and ``/api/...`` routes to a FastAPI ``app`` serving ``run`` (a LoadedRun).
 
     ``max_activation_users`` bounds the users run through the model for the concept pool's activation

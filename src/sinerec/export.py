@@ -28,14 +28,17 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from sinerec.data.batching import gather_histories
 from sinerec.errors import SinerecError
-from sinerec.runs import atomic_write_bytes, write_json
+from sinerec.storage import atomic_write_bytes, write_json
+
+if TYPE_CHECKING:
+    from sinerec.runs import LoadedRun
 
 __all__ = ["FORMATS", "export_run", "read_table"]
 
@@ -51,7 +54,7 @@ def _id_array(ids: Any) -> np.ndarray:
     return np.asarray([str(v) for v in values], dtype=str)
 
 
-def user_tables(run: Any, batch_size: int = 512) -> dict[str, np.ndarray]:
+def user_tables(run: LoadedRun, batch_size: int = 512) -> dict[str, np.ndarray]:
     """Per-user columns (see the module docstring), computed in batches of ``batch_size`` users."""
     data, model, max_len = run.data, run.model, run.config.data.max_len
     starts, ends = data.offsets[:-1], data.offsets[1:]
@@ -75,7 +78,7 @@ def user_tables(run: Any, batch_size: int = 512) -> dict[str, np.ndarray]:
     return tables
 
 
-def item_table(run: Any) -> dict[str, np.ndarray]:
+def item_table(run: LoadedRun) -> dict[str, np.ndarray]:
     vectors = run.model.item_embeddings().detach().cpu().float().numpy()  # (M + 1, D)
     return {"item_id": _id_array(run.data.item_ids[1:]), "vector": np.ascontiguousarray(vectors[1:])}
 
@@ -128,7 +131,8 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def export_run(run: Any, out_dir: str | Path | None = None, fmt: str = "npz", batch_size: int = 512) -> dict[str, Any]:
+def export_run(run: LoadedRun, out_dir: str | Path | None = None, fmt: str = "npz",
+               batch_size: int = 512) -> dict[str, Any]:
     """Write the item and user tables of ``run`` (a LoadedRun) to ``out_dir``; returns the manifest."""
     if fmt not in FORMATS:
         raise SinerecError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -17,8 +17,9 @@ from sinerec.data.datasets import DATASETS, load_dataset
 from sinerec.data.frame import Interactions
 from sinerec.data.preprocess import SequenceData, preprocess
 from sinerec.data.splits import Split, make_split
-from sinerec.errors import ConfigError, SinerecError
-from sinerec.runs import save_data, write_json
+from sinerec.errors import ConfigError
+from sinerec.runs import save_data
+from sinerec.storage import write_json
 
 CUSTOM_FORMATS = ("table", "parquet", "recbole", "comirec", "sequences", "taobao", "ml-1m", "movielens")
 
@@ -107,47 +108,3 @@ def metrics_document(config: Config, prepared: Prepared, result: Any) -> dict[st
                   "examples_per_second": round(result.examples_per_second, 1)},
         "machine": machine_summary(),
     }
-
-
-@dataclass
-class LoadedRun:
-    """A trained run, ready to score: the model in eval mode, its data and its records."""
-
-    run_dir: Path
-    config: Config
-    model: Any  # SequentialRecommender
-    data: SequenceData
-    metrics: dict[str, Any] | None
-    history: list[dict[str, Any]]
-
-    def item_index(self) -> dict[Any, int]:
-        """original item id -> item index (1..M)."""
-        return {iid: i for i, iid in enumerate(self.data.item_ids) if i > 0}
-
-    def user_index(self) -> dict[Any, int]:
-        """original user id -> user index."""
-        return {uid: u for u, uid in enumerate(self.data.user_ids)}
-
-
-def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """Load ``run_dir`` (written by ``sinerec train``): config, data, best weights."""
-    import json
-
-    from sinerec.config import load_config
-    from sinerec.models import build_model
-    from sinerec.runs import load_data, load_torch
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise SinerecError(f"{run_dir}: not a sinerec run directory (config.json is missing)")
-    if not (run_dir / "model.pt").exists():
-        raise SinerecError(f"{run_dir}: the run has no model.pt yet (is it still training?)")
-    config = load_config(json.loads((run_dir / "config.json").read_text()))
-    data = load_data(run_dir)
-    model = build_model(config.model, data.num_items, config.data.max_len, config.model_params)
-    model.load_state_dict(load_torch(run_dir / "model.pt"))
-    model.to(device).eval()
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
-    log_path = run_dir / "log.jsonl"
-    history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-    return LoadedRun(run_dir, config, model, data, metrics, history)

@@ -1,6 +1,6 @@
 """Recommendations for a history of original item ids: the one code path of the CLI, the server and tests.
 
-A :class:`Recommender` wraps a trained run (``sinerec.pipeline.LoadedRun``) and an item index
+A :class:`Recommender` wraps a trained run (``sinerec.runs.LoadedRun``) and an item index
 (``sinerec.retrieval``). For each request it maps the original ids to item indices, builds the (B, T)
 left-padded history of the last T = ``data.max_len`` items exactly as the offline evaluator does
 (``gather_histories``), runs the model once, searches the index with the model's retrieval query (the user
@@ -21,13 +21,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from sinerec.errors import SinerecError
 from sinerec.retrieval import IndexSettings, ItemIndex, build_index, vectors_fingerprint
+
+if TYPE_CHECKING:
+    from sinerec.runs import LoadedRun
 
 __all__ = ["Explanation", "HistoryStep", "Recommendation", "RecommendRequest", "RecommendedItem", "Recommender",
            "RequestError", "UnknownItemError", "index_recall", "left_padded"]
@@ -102,7 +105,7 @@ class Recommender:
         max_history: the longest history accepted (None: any); the model still sees the last max_len.
     """
 
-    def __init__(self, run: Any, index: ItemIndex | None = None, max_history: int | None = None) -> None:
+    def __init__(self, run: LoadedRun, index: ItemIndex | None = None, max_history: int | None = None) -> None:
         self.run = run
         self.model = run.model
         self.data = run.data
@@ -273,7 +276,8 @@ def _plain(item_id: Any) -> Any:
     return item_id.item() if isinstance(item_id, np.generic) else item_id
 
 
-def index_recall(run: Any, index: ItemIndex, k: int = 50, num_queries: int = 1000, seed: int = 0) -> dict[str, Any]:
+def index_recall(run: LoadedRun, index: ItemIndex, k: int = 50, num_queries: int = 1000,
+                 seed: int = 0) -> dict[str, Any]:
     """recall@k of ``index`` against the exact ranking, on the retrieval queries of up to ``num_queries``
     sampled users of the run (their last max_len items, whole history excluded, as served)."""
     from sinerec.data.batching import gather_histories

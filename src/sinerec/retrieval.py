@@ -40,11 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +49,7 @@ import numpy as np
 import torch
 
 from sinerec.errors import ConfigError, SinerecError
+from sinerec.storage import atomic_write_dir
 
 __all__ = ["BACKENDS", "EXACT_BACKENDS", "IndexSettings", "ItemIndex", "build_index", "faiss_available",
            "load_index", "merge_multi", "recall_at_k", "vectors_fingerprint"]
@@ -230,7 +227,8 @@ class ItemIndex:
             self._write(folder)
             (folder / "index.json").write_text(json.dumps(self.header(), indent=2) + "\n")
 
-        return _atomic_write_dir(Path(path), write)
+        return atomic_write_dir(path, write, replaceable=lambda p: (p / "index.json").is_file(),
+                                kind="an index folder")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings.describe()}, M={self.num_items}, D={self.dim})"
@@ -419,54 +417,3 @@ def load_index(path: str | Path, expected_fingerprint: str | None = None, nprobe
             (isinstance(index, FaissIndex) and index.index.ntotal != num_items):
         raise SinerecError(f"{path}: index.json says M={num_items}, D={dim} but the stored index differs")
     return index.with_search_settings(nprobe=nprobe, ef_search=ef_search)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Atomic folder writes
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _fsync_tree(folder: Path) -> None:
-    for name in os.listdir(folder):
-        fd = os.open(folder / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_dir(path: Path, write: Callable[[Path], None]) -> Path:
-    """Let ``write`` fill a fresh temporary folder beside ``path``, then swap it into place.
-
-    A folder cannot be renamed over a non-empty one, so an existing index is first renamed aside and
-    removed only after the new one is in place; if the swap fails the old one is renamed back. Any failure
-    in ``write`` leaves ``path`` untouched and removes the temporary folder.
-    """
-    if path.exists() and not (path / "index.json").is_file():
-        raise SinerecError(f"{path}: exists and is not an index folder; refusing to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        write(tmp)
-        _fsync_tree(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if path.exists():
-            old = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path

@@ -16,69 +16,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from sinerec.config import Config
 from sinerec.data.preprocess import SequenceData
 from sinerec.errors import SinerecError
+from sinerec.models.base import SequentialRecommender
+from sinerec.storage import atomic_write_bytes, atomic_write_text, load_torch
 
-
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``: readers see the old
-    file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
-
-
-def save_torch(path: str | Path, obj: Any) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_torch(path: str | Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+__all__ = ["LoadedRun", "load_data", "load_run", "save_data"]
 
 
 def save_data(run_dir: Path, data: SequenceData) -> None:
@@ -133,3 +83,44 @@ def load_data(run_dir: str | Path) -> SequenceData:
         item_titles=titles if any(titles) else None,
         item_categories=categories if any(categories) else None, steps=info["dataset"].get("steps", {}),
     )
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready to score: the model in eval mode, its data and its records."""
+
+    run_dir: Path
+    config: Config
+    model: SequentialRecommender
+    data: SequenceData
+    metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+
+    def item_index(self) -> dict[Any, int]:
+        """original item id -> item index (1..M)."""
+        return {iid: i for i, iid in enumerate(self.data.item_ids) if i > 0}
+
+    def user_index(self) -> dict[Any, int]:
+        """original user id -> user index."""
+        return {uid: u for u, uid in enumerate(self.data.user_ids)}
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """Load ``run_dir`` (written by ``sinerec train``): config, data, best weights."""
+    from sinerec.config import load_config
+    from sinerec.models import build_model
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise SinerecError(f"{run_dir}: not a sinerec run directory (config.json is missing)")
+    if not (run_dir / "model.pt").exists():
+        raise SinerecError(f"{run_dir}: the run has no model.pt yet (is it still training?)")
+    config = load_config(json.loads((run_dir / "config.json").read_text()))
+    data = load_data(run_dir)
+    model = build_model(config.model, data.num_items, config.data.max_len, config.model_params)
+    model.load_state_dict(load_torch(run_dir / "model.pt"))
+    model.to(device).eval()
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
+    log_path = run_dir / "log.jsonl"
+    history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    return LoadedRun(run_dir, config, model, data, metrics, history)

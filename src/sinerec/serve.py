@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,6 +42,9 @@ from sinerec.recommend import (
     UnknownItemError,
 )
 from sinerec.retrieval import IndexSettings, ItemIndex
+
+if TYPE_CHECKING:
+    from sinerec.runs import LoadedRun
 
 __all__ = ["create_app", "serve"]
 
@@ -240,9 +243,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def create_app(run: Any, index: ItemIndex | None = None, max_body_bytes: int = 1 << 20, max_history: int = 1000,
+def create_app(run: LoadedRun, index: ItemIndex | None = None, max_body_bytes: int = 1 << 20, max_history: int = 1000,
                max_k: int = 1000, max_batch: int = 256, max_concurrency: int | None = None) -> FastAPI:
-    """The FastAPI app for a loaded run (``sinerec.pipeline.LoadedRun``) and an index over its item vectors
+    """The FastAPI app for a loaded run (``sinerec.runs.LoadedRun``) and an index over its item vectors
     (default: exact). Everything is in memory when this returns; no request reads a file."""
     recommender = Recommender(run, index, max_history=max_history)
     slots = threading.BoundedSemaphore(max_concurrency or os.cpu_count() or 1)
@@ -316,7 +319,7 @@ def create_app(run: Any, index: ItemIndex | None = None, max_body_bytes: int = 1
     return app
 
 
-def _original(run: Any, idx: int) -> Any:
+def _original(run: LoadedRun, idx: int) -> Any:
     value = run.data.item_ids[idx]
     return value.item() if hasattr(value, "item") else value
 
@@ -338,8 +341,8 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_
     import torch
     import uvicorn
 
-    from sinerec.pipeline import load_run
     from sinerec.retrieval import build_index, faiss_available, load_index, vectors_fingerprint
+    from sinerec.runs import load_run
 
     torch.set_num_threads(max(1, threads))
     if faiss_available():

@@ -44,7 +44,7 @@ from sinerec.distributed import DistContext
 from sinerec.errors import SinerecError
 from sinerec.evaluate import EvalResult, evaluate
 from sinerec.models import SequentialRecommender, build_model
-from sinerec.runs import atomic_write_text, load_torch, save_torch
+from sinerec.storage import atomic_write_text, load_torch, save_torch
 
 
 def tune_malloc() -> None:

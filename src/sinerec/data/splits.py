@@ -1,4 +1,4 @@
-"""Evaluation protocols (``../shared/design/sine-model.md`` section 5): ``loo`` and ``comirec``.
+"""Evaluation protocols (``docs/sine-model.md`` section 5): ``loo`` and ``comirec``.
 
 A split never copies sequences: it holds positions into ``SequenceData.items``.
 

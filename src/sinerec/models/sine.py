@@ -1,6 +1,6 @@
 """SINE: Sparse-Interest Network for Sequential Recommendation (Tan et al., WSDM 2021, arXiv 2102.09267).
 
-The whole model, in the paper's order (see ``shared/design/sine-model.md``):
+The whole model, in the paper's order (see ``docs/sine-model.md``):
 
 1. concept activation (Eqs. 1-2): pool the history into z, score the L prototypes, keep the top K, gated;
 2. intention assignment (Eq. 3): P(k|t), which activated concept each position expresses;
