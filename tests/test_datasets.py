@@ -23,8 +23,8 @@ from sinerec.data.datasets import (
     load_dataset,
     locate_dataset,
 )
+from sinerec.data.formats.ml1m import read_ml1m
 from sinerec.data.frame import Interactions
-from sinerec.data.readers import read_ml1m
 from sinerec.errors import DataFormatError, SinerecError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

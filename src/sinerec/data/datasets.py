@@ -32,15 +32,12 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sinerec.data.files import find_file, load_bytes
+from sinerec.data.formats.ml1m import read_ml1m
+from sinerec.data.formats.movielens import read_movielens_csv
+from sinerec.data.formats.sequences import read_sequences
+from sinerec.data.formats.taobao import read_taobao
 from sinerec.data.frame import Interactions
-from sinerec.data.readers import (
-    _find_file,
-    _load_bytes,
-    read_ml1m,
-    read_movielens_csv,
-    read_sequences,
-    read_taobao,
-)
 from sinerec.errors import SinerecError
 
 __all__ = [
@@ -147,8 +144,8 @@ def _read_ml1m(folder: Path, **options: Any) -> Interactions:
 
 def _read_amazon_beauty(folder: Path, **options: Any) -> Interactions:
     return read_sequences(
-        _find_file(folder, "Beauty.txt"),
-        _find_file(folder, "Beauty_item2attributes.json"),
+        find_file(folder, "Beauty.txt"),
+        find_file(folder, "Beauty_item2attributes.json"),
         name="amazon-beauty",
         **options,
     )
@@ -158,7 +155,7 @@ def _read_taobao_sample(folder: Path, **options: Any) -> Interactions:
     # All behaviour types by default, so that the published counts are those of the file; SINE/ComiRec's
     # "Taobao" keeps page views only: pass behaviors=("pv",).
     options.setdefault("behaviors", None)
-    return read_taobao(_find_file(folder, "UserBehavior_head.csv"), name="taobao-sample", **options)
+    return read_taobao(find_file(folder, "UserBehavior_head.csv"), name="taobao-sample", **options)
 
 
 _MOVIELENS_CITATION = "cite Harper & Konstan 2015 (ACM TiiS 5(4):19)"
@@ -378,7 +375,7 @@ def _sha256(path: Path) -> str:
     with path.open("rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     if gz:
-        return hashlib.sha256(_load_bytes(path)).hexdigest()
+        return hashlib.sha256(load_bytes(path)).hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
