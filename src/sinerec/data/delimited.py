@@ -37,18 +37,8 @@ import pandas as pd
 
 from sinerec.errors import DataFormatError, SinerecError
 
-__all__ = [
-    "BadLine",
-    "DelimitedFile",
-    "Field",
-    "check_value",
-    "integral_or_float",
-    "parse_datetimes",
-    "parse_delimited",
-    "read_header",
-    "report_bad_lines",
-    "split_fields",
-]
+__all__ = ["BadLine", "DelimitedFile", "Field", "check_value", "integral_or_float", "parse_datetimes",
+           "parse_delimited", "read_header", "report_bad_lines", "split_fields"]
 
 # A number as pandas' C parser accepts it (no "nan"/"inf": a timestamp or rating must be finite).
 _NUMBER_RE = re.compile(r"\s*[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\s*")
@@ -63,7 +53,8 @@ BadLine = tuple[int, int, str, str]
 
 @dataclass(frozen=True)
 class Field:
-    """What one column of a delimited file must hold.
+    """What one column of a delimited file must hold: ``index`` is its 0-based position, ``label`` its name in
+    messages ("missing user id"), and
 
     kind: "id" (non-empty; int64 if every value is an integer, else str), "num" (finite float),
     "time" (finite number; int64 when every value is integral, else float64; with ``datetime`` also ISO 8601
