@@ -23,8 +23,8 @@ from sinerec.data.datasets import (
     load_dataset,
     locate_dataset,
 )
+from sinerec.data.formats.ml1m import read_ml1m
 from sinerec.data.frame import Interactions
-from sinerec.data.readers import read_ml1m
 from sinerec.errors import DataFormatError, SinerecError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -114,6 +114,24 @@ def test_builtin_ml_latest_small(isolated: Path) -> None:
     assert (folder / "README.txt").is_file() and "Usage License" in (folder / "README.txt").read_text()
     assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "movies.csv.gz", "ratings.csv.gz"]
     assert not isolated.exists()  # nothing written to the cache
+
+
+def test_builtin_copied_out_of_a_zipped_install(
+    tmp_path: Path, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A zipped install has no folder to read: the shipped files are copied into the cache, once.
+    shipped = Path(datasets.__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+    archive = tmp_path / "sinerec.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for entry in shipped.iterdir():
+            zf.writestr(f"sinerec/resources/ml-latest-small/{entry.name}", entry.read_bytes())
+    monkeypatch.setattr(datasets.resources, "files", lambda package: zipfile.Path(archive, "sinerec/"))
+    folder, origin = locate_dataset("ml-latest-small")
+    assert (folder, origin) == (isolated / "builtin-ml-latest-small", "built-in")
+    assert leftovers(isolated) == ["builtin-ml-latest-small"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "movies.csv.gz", "ratings.csv.gz"]
+    assert datasets.verify_dataset("ml-latest-small", folder) == []
+    assert load_dataset("ml-latest-small").describe()["n_interactions"] == 100836
 
 
 def test_unknown_dataset_and_option() -> None:

@@ -13,15 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sinerec.data.readers import (
-    read_comirec,
-    read_ml1m,
-    read_movielens_csv,
-    read_recbole,
-    read_sequences,
-    read_table,
-    read_taobao,
-)
+from sinerec.data.formats.comirec import read_comirec
+from sinerec.data.formats.ml1m import read_ml1m
+from sinerec.data.formats.movielens import read_movielens_csv
+from sinerec.data.formats.recbole import read_recbole
+from sinerec.data.formats.sequences import read_sequences
+from sinerec.data.formats.table import read_table
+from sinerec.data.formats.taobao import read_taobao
 from sinerec.errors import DataFormatError, SinerecError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -19,12 +19,15 @@ if TYPE_CHECKING:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from sinerec.data.formats import FORMATS
+
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="built-in dataset name (see `sinerec datasets`) or a name for --path")
     g.add_argument("--data-dir", help="folder holding the dataset's files (instead of cache/download)")
     g.add_argument("--path", help="your own interaction file")
-    g.add_argument("--format", help="format of --path: table, parquet, recbole, comirec, sequences, taobao, "
-                                    "ml-1m, movielens")
+    g.add_argument("--format", choices=list(FORMATS), metavar="FORMAT",
+                   help="format of --path (default table): "
+                        + "; ".join(f"{spec.name}: {spec.description}" for spec in FORMATS.values()))
     g.add_argument("--skip-bad-lines", action="store_true", help="skip malformed rows with a warning")
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sinerec.data.formats import FORMATS
 from sinerec.data.preprocess import PreprocessConfig
 from sinerec.data.splits import ProtocolConfig
 from sinerec.errors import ConfigError
@@ -35,7 +36,7 @@ class DataConfig:
     dataset: str = "ml-latest-small"  # a built-in name (see `sinerec datasets`), or "custom" with `path`
     data_dir: str | None = None  # folder holding the dataset's files (instead of the cache / download)
     path: str | None = None  # custom: the interaction file
-    format: str | None = None  # custom: table | parquet | recbole | comirec | sequences | taobao | ml-1m | movielens
+    format: str | None = None  # custom: a key of sinerec.data.formats.FORMATS (`sinerec train --help`)
     item_path: str | None = None  # custom: item file (.item, item,category file, or item2attributes.json)
     user_col: str = "user_id"  # table/parquet column names (or 0-based positions when header = false)
     item_col: str = "item_id"
@@ -55,6 +56,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.max_len < 1:
             raise ConfigError(f"data.max_len: must be >= 1, got {self.max_len!r}")
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(f"data.format: unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
 
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(behaviors=self.behaviors, duplicates=self.duplicates,

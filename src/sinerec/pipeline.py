@@ -12,8 +12,8 @@ import torch
 
 from sinerec import __version__
 from sinerec.config import Config, DataConfig
-from sinerec.data import readers
 from sinerec.data.datasets import DATASETS, load_dataset
+from sinerec.data.formats import DEFAULT_FORMAT, FORMATS, ReadOptions
 from sinerec.data.frame import Interactions
 from sinerec.data.preprocess import SequenceData, preprocess
 from sinerec.data.splits import Split, make_split
@@ -21,39 +21,29 @@ from sinerec.errors import ConfigError
 from sinerec.runs import save_data
 from sinerec.storage import write_json
 
-CUSTOM_FORMATS = ("table", "parquet", "recbole", "comirec", "sequences", "taobao", "ml-1m", "movielens")
-
 
 def load_interactions(cfg: DataConfig) -> Interactions:
-    """Read the configured dataset: a named one (``cfg.dataset``) or a custom file (``cfg.path``)."""
+    """Read the configured dataset: a named one (``cfg.dataset``) or a custom file (``cfg.path``) in the
+    format ``cfg.format`` (a key of ``sinerec.data.formats.FORMATS``; default table)."""
     if cfg.path is None:
         if cfg.dataset not in DATASETS:
             raise ConfigError(f"data.dataset: unknown dataset {cfg.dataset!r}; built-in: "
                               f"{', '.join(DATASETS)}; or give data.path and data.format for your own file")
         options: dict[str, Any] = {"skip_bad_lines": cfg.skip_bad_lines}
         return load_dataset(cfg.dataset, data_dir=cfg.data_dir, **options)
-    fmt = cfg.format or "table"
-    name = cfg.dataset if cfg.dataset not in DATASETS else None
-    common: dict[str, Any] = {"skip_bad_lines": cfg.skip_bad_lines}
-    if name is not None:
-        common["name"] = name
-    if fmt in ("table", "parquet"):
-        return readers.read_table(cfg.path, cfg.user_col, cfg.item_col, cfg.timestamp_col, cfg.category_col,
-                                  cfg.behavior_col, sep=cfg.sep, header=cfg.header,
-                                  fmt="parquet" if fmt == "parquet" else None, **common)
-    if fmt == "recbole":
-        return readers.read_recbole(cfg.path, cfg.item_path, **common)
-    if fmt == "comirec":
-        return readers.read_comirec(cfg.path, cfg.item_path, **common)
-    if fmt == "sequences":
-        return readers.read_sequences(cfg.path, cfg.item_path, **common)
-    if fmt == "taobao":
-        return readers.read_taobao(cfg.path, behaviors=None, **common)
-    if fmt == "ml-1m":
-        return readers.read_ml1m(cfg.path, **common)
-    if fmt == "movielens":
-        return readers.read_movielens_csv(cfg.path, **common)
-    raise ConfigError(f"data.format: unknown format {fmt!r}; choose from {', '.join(CUSTOM_FORMATS)}")
+    fmt = cfg.format or DEFAULT_FORMAT
+    if fmt not in FORMATS:
+        raise ConfigError(f"data.format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return FORMATS[fmt].read(_read_options(cfg, cfg.path))
+
+
+def _read_options(cfg: DataConfig, path: str) -> ReadOptions:
+    """What a format reader takes from the ``data`` section (a built-in dataset's name is not a custom name)."""
+    return ReadOptions(path=path, item_path=cfg.item_path, user_col=cfg.user_col, item_col=cfg.item_col,
+                       timestamp_col=cfg.timestamp_col, category_col=cfg.category_col,
+                       behavior_col=cfg.behavior_col, sep=cfg.sep, header=cfg.header,
+                       name=cfg.dataset if cfg.dataset not in DATASETS else None,
+                       skip_bad_lines=cfg.skip_bad_lines)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Named datasets: where their files are, how to fetch and check them, how to read them.
+"""Named datasets: the registry (what each is, its files and checksums, how to read it) and where its files are.
 
 ``load_dataset(name)`` looks for the dataset's files in this order and reads the first complete copy:
 
@@ -13,34 +13,35 @@
 
 Copies the user provides (1, 2) are read as they are; ``verify=True`` checks their sha256 and warns on a
 mismatch. Any file may be gzipped (``ratings.dat.gz``): checksums are of the uncompressed content.
+Fetching, checking and swapping files into the cache is ``sinerec.data.download``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from sinerec.data.frame import Interactions
-from sinerec.data.readers import (
-    _find_file,
-    _load_bytes,
-    read_ml1m,
-    read_movielens_csv,
-    read_sequences,
-    read_taobao,
+from sinerec.data.download import (
+    ENV_CACHE_DIR,
+    Download,
+    checksum_mismatches,
+    default_cache_dir,
+    download_files,
+    missing_files,
+    present_file,
+    write_folder,
 )
+from sinerec.data.files import find_file
+from sinerec.data.formats.ml1m import read_ml1m
+from sinerec.data.formats.movielens import read_movielens_csv
+from sinerec.data.formats.sequences import read_sequences
+from sinerec.data.formats.taobao import read_taobao
+from sinerec.data.frame import Interactions
 from sinerec.errors import SinerecError
 
 __all__ = [
@@ -59,13 +60,6 @@ __all__ = [
 
 #: Root folder with one sub-folder per dataset name (like the project's ``../shared/data``).
 ENV_DATA_DIR = "SINEREC_DATA_DIR"
-#: Where downloaded datasets are kept (default ``$XDG_CACHE_HOME/sinerec`` or ``~/.cache/sinerec``).
-ENV_CACHE_DIR = "SINEREC_CACHE_DIR"
-#: Seconds without an answer from the server before a download gives up.
-DOWNLOAD_TIMEOUT = 60.0
-
-_CHUNK = 1 << 20
-
 #: Where each download comes from, by ``Download.key``. Change an entry to use a mirror (or, in tests, a
 #: ``file://`` URL); the sha256 checks stay the same.
 DOWNLOAD_URLS: dict[str, str] = {
@@ -79,19 +73,6 @@ DOWNLOAD_URLS: dict[str, str] = {
         "2a81540ae18615d88ef88227b0c066e5b74781e5/data/Beauty_item2attributes.json"
     ),
 }
-
-
-@dataclass(frozen=True)
-class Download:
-    """One file to fetch: ``DOWNLOAD_URLS[key]``.
-
-    Either a zip archive (``members``: files to take out of it, found by base name wherever they lie in the
-    archive) or a plain file saved as ``filename``.
-    """
-
-    key: str
-    members: tuple[str, ...] = ()
-    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,8 +128,8 @@ def _read_ml1m(folder: Path, **options: Any) -> Interactions:
 
 def _read_amazon_beauty(folder: Path, **options: Any) -> Interactions:
     return read_sequences(
-        _find_file(folder, "Beauty.txt"),
-        _find_file(folder, "Beauty_item2attributes.json"),
+        find_file(folder, "Beauty.txt"),
+        find_file(folder, "Beauty_item2attributes.json"),
         name="amazon-beauty",
         **options,
     )
@@ -158,7 +139,7 @@ def _read_taobao_sample(folder: Path, **options: Any) -> Interactions:
     # All behaviour types by default, so that the published counts are those of the file; SINE/ComiRec's
     # "Taobao" keeps page views only: pass behaviors=("pv",).
     options.setdefault("behaviors", None)
-    return read_taobao(_find_file(folder, "UserBehavior_head.csv"), name="taobao-sample", **options)
+    return read_taobao(find_file(folder, "UserBehavior_head.csv"), name="taobao-sample", **options)
 
 
 _MOVIELENS_CITATION = "cite Harper & Konstan 2015 (ACM TiiS 5(4):19)"
@@ -260,26 +241,6 @@ def _info(name: str) -> DatasetInfo:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """``$SINEREC_CACHE_DIR``, else ``$XDG_CACHE_HOME/sinerec``, else ``~/.cache/sinerec``."""
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "sinerec"
-    return Path.home() / ".cache" / "sinerec"
-
-
-def _present(folder: Path, filename: str) -> Path | None:
-    for candidate in (folder / filename, folder / f"{filename}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _missing(folder: Path, filenames: tuple[str, ...] | list[str]) -> list[str]:
-    return [f for f in filenames if _present(folder, f) is None]
-
-
 def _builtin_folder(info: DatasetInfo, cache_dir: Path | None) -> Path | None:
     """The folder of the copy shipped in the package (copied out to the cache if the package is zipped)."""
     if info.builtin is None:
@@ -291,27 +252,20 @@ def _builtin_folder(info: DatasetInfo, cache_dir: Path | None) -> Path | None:
     if not root.is_dir():
         return None
     target = (cache_dir or default_cache_dir()) / f"builtin-{info.builtin}"
-    if not _missing(target, list(info.required)):
+    if not missing_files(target, list(info.required)):
         return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".builtin-{info.builtin}.", dir=_mkdir(target.parent)))
-    for entry in root.iterdir():
-        if entry.is_file():
-            (tmp / entry.name).write_bytes(entry.read_bytes())
-    _move_into_place(tmp, target, info)
-    return target
+
+    def copy_out(tmp: Path) -> None:
+        for entry in root.iterdir():
+            if entry.is_file():
+                (tmp / entry.name).write_bytes(entry.read_bytes())
+
+    return write_folder(target, copy_out)
 
 
 def _env_folder(name: str) -> Path | None:
     root = os.environ.get(ENV_DATA_DIR)
     return Path(root).expanduser() / name if root else None
-
-
-def _mkdir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SinerecError(f"cannot create the folder {path}: {exc}") from exc
-    return path
 
 
 def locate_dataset(
@@ -343,7 +297,7 @@ def locate_dataset(
     if builtin is not None:
         return builtin, "built-in"
     cached = cache / name
-    if cached.is_dir() and not _missing(cached, list(info.files)):
+    if cached.is_dir() and not missing_files(cached, list(info.files)):
         return cached, "cache"
     looked = [str(p) for p in (env, cached) if p is not None]
     if not info.downloads:
@@ -356,11 +310,12 @@ def locate_dataset(
             f"dataset {name!r} was not found (looked in {', '.join(looked)}) and download=False: allow the "
             f"download, or pass data_dir= a folder holding {', '.join(info.required)}"
         )
-    return _download(info, cache), "download"
+    target = cache / name
+    return download_files(target, info.downloads, DOWNLOAD_URLS, info.files, optional=info.extra_files), "download"
 
 
 def _require(info: DatasetInfo, folder: Path, what: str) -> None:
-    missing = _missing(folder, list(info.required))
+    missing = missing_files(folder, list(info.required))
     if missing:
         raise SinerecError(
             f"{what} {folder} lacks the file(s) {', '.join(missing)} of dataset {info.name!r} "
@@ -368,138 +323,10 @@ def _require(info: DatasetInfo, folder: Path, what: str) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Checksums and downloads
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    """sha256 of the file's content, uncompressed when it is gzip data."""
-    with path.open("rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    if gz:
-        return hashlib.sha256(_load_bytes(path)).hexdigest()
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _mismatches(info: DatasetInfo, folder: Path) -> list[tuple[str, str, str]]:
-    """(file, expected, actual) for each present file whose sha256 differs."""
-    out = []
-    for filename, expected in info.files.items():
-        path = _present(folder, filename)
-        if path is not None:
-            actual = _sha256(path)
-            if actual != expected:
-                out.append((str(path), expected, actual))
-    return out
-
-
 def verify_dataset(name: str, folder: str | Path) -> list[tuple[str, str, str]]:
     """Check the files of ``folder`` against the dataset's sha256: (file, expected, actual) per mismatch."""
-    return _mismatches(_info(name), Path(folder))
-
-
-def _fetch(url: str, dest: Path, label: str) -> None:
-    """Stream ``url`` into ``dest``, with a progress bar on a terminal."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a dependency, but a progress bar is not worth failing for
-        tqdm = None
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response, dest.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            bar = (
-                tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not sys.stderr.isatty())
-                if tqdm is not None
-                else None
-            )
-            try:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            finally:
-                if bar is not None:
-                    bar.close()
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # URLError, timeouts, bad URLs
-        raise SinerecError(f"could not download {url}: {exc}") from exc
-
-
-def _extract(archive: Path, members: tuple[str, ...], into: Path, optional: tuple[str, ...]) -> None:
-    """Copy the archive members with these base names into ``into`` (no path from the archive is used)."""
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            by_name: dict[str, str] = {}
-            for entry in zf.namelist():
-                base = PurePosixPath(entry).name
-                if base and not entry.endswith("/"):
-                    by_name.setdefault(base, entry)
-            for member in members:
-                if member not in by_name:
-                    if member in optional:
-                        continue
-                    raise SinerecError(f"{archive.name}: the archive has no file {member!r}")
-                with zf.open(by_name[member]) as src, (into / member).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-        raise SinerecError(f"{archive.name}: not a valid zip archive: {exc}") from exc
-
-
-def _move_into_place(tmp: Path, target: Path, info: DatasetInfo) -> None:
-    """Rename the finished ``tmp`` folder to ``target`` (atomic), replacing an incomplete ``target``."""
-    try:
-        if target.exists():
-            if not _missing(target, list(info.required)) and not _mismatches(info, target):
-                shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-                return
-            # An incomplete or damaged copy: move it aside first, so that the rename stays atomic.
-            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
-            os.replace(target, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        os.replace(tmp, target)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise SinerecError(f"cannot move the downloaded files into {target}: {exc}") from exc
-
-
-def _download(info: DatasetInfo, cache: Path) -> Path:
-    """Download ``info`` into ``cache/<name>``, checking every file; all or nothing."""
-    target = cache / info.name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{info.name}.", suffix=".part", dir=_mkdir(cache)))
-    try:
-        for number, item in enumerate(info.downloads):
-            url = DOWNLOAD_URLS.get(item.key)
-            if url is None:
-                raise SinerecError(f"no download URL for {item.key!r} (DOWNLOAD_URLS)")
-            fetched = tmp / f".download-{number}"
-            _fetch(url, fetched, f"{info.name}: {PurePosixPath(item.key).name}")
-            if item.members:
-                _extract(fetched, item.members, tmp, optional=info.extra_files)
-                fetched.unlink()
-            else:
-                fetched.rename(tmp / item.filename)
-        missing = _missing(tmp, list(info.files))
-        if missing:
-            raise SinerecError(f"the download of {info.name!r} did not deliver {', '.join(missing)}")
-        bad = _mismatches(info, tmp)
-        if bad:
-            detail = "; ".join(
-                f"{Path(path).name}: expected sha256 {expected}, got {actual}"
-                for path, expected, actual in bad
-            )
-            raise SinerecError(
-                f"the download of {info.name!r} does not match its checksums ({detail}); nothing was kept. "
-                "The file may have changed upstream or been damaged in transit."
-            )
-        _move_into_place(tmp, target, info)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    info = _info(name)
+    return checksum_mismatches(Path(folder), info.files)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -541,7 +368,7 @@ def load_dataset(
         )
     folder, origin = locate_dataset(name, data_dir=data_dir, cache_dir=cache_dir, download=download)
     if verify:
-        for path, expected, actual in _mismatches(info, folder):
+        for path, expected, actual in checksum_mismatches(folder, info.files):
             warnings.warn(
                 f"{path}: sha256 {actual} differs from the published {expected} of dataset {name!r}: "
                 "the counts and results may differ from the published ones",
@@ -555,7 +382,7 @@ def load_dataset(
 def _folder_size(info: DatasetInfo, folder: Path) -> int:
     total = 0
     for filename in dict.fromkeys((*info.files, *info.required, *info.extra_files)):
-        path = _present(folder, filename)
+        path = present_file(folder, filename)
         if path is not None:
             total += path.stat().st_size
     return total
@@ -574,11 +401,11 @@ def list_datasets(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
         location: str | None = None
         folder: Path | None = None
         env = _env_folder(name)
-        if env is not None and env.is_dir() and not _missing(env, list(info.required)):
+        if env is not None and env.is_dir() and not missing_files(env, list(info.required)):
             location, folder = "env", env
         elif info.builtin is not None and (builtin := _builtin_folder(info, cache)) is not None:
             location, folder = "built-in", builtin
-        elif (cache / name).is_dir() and not _missing(cache / name, list(info.files)):
+        elif (cache / name).is_dir() and not missing_files(cache / name, list(info.files)):
             location, folder = "cached", cache / name
         rows.append(
             {

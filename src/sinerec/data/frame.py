@@ -1,6 +1,6 @@
 """The raw interaction log every reader returns, before any filtering or id remapping.
 
-`Interactions` is the one contract between readers (``sinerec.data.readers``) and preprocessing
+`Interactions` is the one contract between readers (``sinerec.data.formats``) and preprocessing
 (``sinerec.data.preprocess``): a reader turns a file into it; nothing downstream knows about file formats.
 """
 

@@ -1,0 +1,77 @@
+"""Format ``taobao``: Tianchi's Taobao UserBehavior.csv, ``user_id,item_id,category_id,behavior_type,timestamp``
+lines (no header)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sinerec.data.assemble import align_items, events_frame, first_category_items, skipped_meta
+from sinerec.data.delimited import DelimitedFile, Field, parse_delimited
+from sinerec.data.files import PathLike, load_bytes
+from sinerec.data.formats import ReadOptions
+from sinerec.data.frame import BEHAVIOR, CATEGORY, ITEM, TIMESTAMP, USER, Interactions
+from sinerec.errors import SinerecError
+
+__all__ = ["TAOBAO_BEHAVIORS", "read", "read_taobao"]
+
+#: Behaviour types of the Taobao UserBehavior file (page view, purchase, add to cart, favourite).
+TAOBAO_BEHAVIORS: tuple[str, ...] = ("pv", "buy", "cart", "fav")
+
+
+def read(options: ReadOptions) -> Interactions:
+    """The ``taobao`` format: every behaviour type is kept (``data.behaviors`` filters later)."""
+    if options.name is None:
+        return read_taobao(options.path, behaviors=None, skip_bad_lines=options.skip_bad_lines)
+    return read_taobao(options.path, behaviors=None, skip_bad_lines=options.skip_bad_lines, name=options.name)
+
+
+def read_taobao(
+    path: PathLike,
+    behaviors: Sequence[str] | str | None = ("pv",),
+    skip_bad_lines: bool = False,
+    *,
+    name: str = "taobao",
+) -> Interactions:
+    """Tianchi's Taobao UserBehavior.csv: no header, ``user_id,item_id,category_id,behavior_type,timestamp``.
+
+    Args:
+        behaviors: behaviour types to keep (of pv, buy, cart, fav); None keeps all. The ``behavior`` column
+            is kept unless exactly one type is kept.
+        skip_bad_lines: skip malformed lines with a warning instead of raising DataFormatError. A file cut in
+            the middle of its last line (as heads of the 3.5 GB original often are) is reported as truncated.
+
+    Returns events user, item, timestamp (int64), category [, behavior] in file order; ``items.categories`` =
+    (the item's first seen category,) as str.
+    """
+    path = Path(path)
+    if isinstance(behaviors, str):
+        behaviors = (behaviors,)
+    if behaviors is not None:
+        unknown = sorted(set(behaviors) - set(TAOBAO_BEHAVIORS))
+        if unknown or not behaviors:
+            raise SinerecError(
+                f"read_taobao: unknown behaviour type(s) {unknown or list(behaviors)}; "
+                f"expected some of {', '.join(TAOBAO_BEHAVIORS)} (or None for all)"
+            )
+    spec = DelimitedFile(
+        path,
+        load_bytes(path),
+        sep=",",
+        n_fields=5,
+        fields=(
+            Field(0, "id", "user id"),
+            Field(1, "id", "item id"),
+            Field(2, "id", "category id"),
+            Field(3, "choice", "behaviour type", choices=frozenset(TAOBAO_BEHAVIORS)),
+            Field(4, "time", "timestamp"),
+        ),
+    )
+    cols, skipped = parse_delimited(spec, skip_bad_lines)
+    events = events_frame({USER: cols[0], ITEM: cols[1], TIMESTAMP: cols[4], CATEGORY: cols[2], BEHAVIOR: cols[3]})
+    if behaviors is not None:
+        events = events[events[BEHAVIOR].isin(set(behaviors))].reset_index(drop=True)
+        if len(set(behaviors)) == 1:
+            events = events.drop(columns=BEHAVIOR)
+    items = first_category_items(events[ITEM], events[CATEGORY])
+    return Interactions(events, align_items(events, items), name=name, source=str(path), meta=skipped_meta(skipped))
