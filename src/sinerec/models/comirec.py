@@ -46,6 +46,7 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import masked_softmax, squash
 
 __all__ = ["ComiRecConfig", "ComiRecDR", "ComiRecSA"]
 
@@ -74,12 +75,6 @@ class ComiRecConfig:
             raise ConfigError(
                 f"comirec.positional_embeddings: must be true or false, got {self.positional_embeddings!r}"
             )
-
-
-def squash(z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Capsule squash along the last axis: |z|^2 / (1 + |z|^2) * z / |z|; the zero vector stays zero."""
-    norm2 = z.pow(2).sum(-1, keepdim=True)
-    return z * (norm2 / (1 + norm2) / torch.sqrt(norm2 + eps))
 
 
 class _ComiRec(SequentialRecommender):
@@ -143,9 +138,7 @@ class ComiRecSA(_ComiRec):
             positions = torch.arange(self.max_len - length, self.max_len, device=history.device)  # (T,)
             scorer_input = items + self.position_embedding(positions)  # (B, T, D)
         logits = self.attention_heads(torch.tanh(self.attention_hidden(scorer_input)))  # (B, T, K)
-        # Softmax over positions with padding excluded; a fully padded row spreads its weight over zero rows.
-        logits = logits.masked_fill(~real.unsqueeze(-1), torch.finfo(logits.dtype).min)
-        attention = torch.softmax(logits, dim=1)  # A^T, (B, T, K)
+        attention = masked_softmax(logits, real.unsqueeze(-1), dim=1)  # A^T, (B, T, K); 0 at padding
         return attention.transpose(1, 2) @ items  # (B, K, T) @ (B, T, D) -> (B, K, D)
 
 

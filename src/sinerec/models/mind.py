@@ -43,8 +43,9 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import squash
 
-__all__ = ["MIND", "MINDConfig", "squash"]
+__all__ = ["MIND", "MINDConfig"]
 
 
 @dataclass
@@ -72,12 +73,6 @@ class MINDConfig:
             raise ConfigError(f"mind.label_attention_power: must be an integer >= 0, got {power!r}")
         if not self.routing_logits_std > 0:
             raise ConfigError(f"mind.routing_logits_std: must be > 0, got {self.routing_logits_std!r}")
-
-
-def squash(z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Capsule squash along the last axis: |z|^2 / (1 + |z|^2) * z / |z|; the zero vector stays zero."""
-    norm2 = z.pow(2).sum(-1, keepdim=True)
-    return z * (norm2 / (1 + norm2) / torch.sqrt(norm2 + eps))
 
 
 class MIND(SequentialRecommender):
