@@ -20,6 +20,7 @@ from sinerec.data.batching import gather_histories
 from sinerec.errors import SinerecError
 from sinerec.evaluate import topk_items
 from sinerec.explain.nmi import MULTILABEL_RULE, NMI_NORMALISATION, item_nmi, random_assignment_nmi
+from sinerec.ids import plain_id
 
 if TYPE_CHECKING:
     from sinerec.models.sine import SINE
@@ -125,14 +126,9 @@ def user_activations(run: LoadedRun, users: np.ndarray | None = None, batch_size
 def _item_info(run: LoadedRun, item: int) -> dict[str, Any]:
     """JSON-ready description of item index ``item``: original id, title, categories."""
     data = run.data
-    return {"item_id": _plain(data.item_ids[item]),
+    return {"item_id": plain_id(data.item_ids[item]),
             "title": data.item_titles[item] if data.item_titles else "",
             "categories": list(data.item_categories[item]) if data.item_categories else []}
-
-
-def _plain(x: Any) -> Any:
-    """numpy scalars -> Python scalars (for JSON)."""
-    return x.item() if isinstance(x, np.generic) else x
 
 
 @torch.no_grad()
@@ -232,7 +228,7 @@ def user_explanations(run: LoadedRun, users: Sequence[int] | np.ndarray, k: int 
                   "aggregation": round(float(ex["aggregation"][r, s]), 4),
                   "recommendations": [x for x in recs if x["interest"] == s]}
                  for s in range(ex["concept_ids"].shape[1])]
-        result.append({"user": u, "user_id": _plain(run.data.user_ids[u]), "length": int(len(run.data.sequence(u))),
+        result.append({"user": u, "user_id": plain_id(run.data.user_ids[u]), "length": int(len(run.data.sequence(u))),
                        "history": hist, "interests": slots, "recommendations": recs})
     return result
 
