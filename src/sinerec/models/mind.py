@@ -43,7 +43,7 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
-from sinerec.models.ops import squash
+from sinerec.models.ops import init_item_table, squash
 
 __all__ = ["MIND", "MINDConfig"]
 
@@ -88,9 +88,7 @@ class MIND(SequentialRecommender):
         self.max_len = max_len
         dim, num_interests = config.dim, config.num_interests
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)  # e_i, shared input / output
-        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_item_table(self.item_embedding, std=dim**-0.5)
         self.bilinear = nn.Linear(dim, dim, bias=False)  # S, shared by every behaviour-interest pair
         self.interest_layer = nn.Linear(dim, dim)  # the ReLU layer on top of the capsules
         # b_ij for evaluation: column -1 is the most recent position.

@@ -1,4 +1,5 @@
-"""Tensor operations shared by the models: masked softmax, capsule squash and fused CPU kernels.
+"""Tensor operations shared by the models: the item table's initialisation, right-aligned positions, masked
+softmax, capsule squash and fused CPU kernels.
 
 Pure functions of tensors, no parameters: the models hold the weights and call these. The kernels in the
 second half compute exactly what their docstrings say (tests pin them against the plain PyTorch formulas);
@@ -11,9 +12,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["masked_softmax", "squash", "tanh", "tanh_scores"]
+__all__ = ["init_item_table", "masked_softmax", "right_aligned_positions", "squash", "tanh", "tanh_scores"]
+
+
+def init_item_table(table: nn.Embedding, std: float) -> None:
+    """Fill an item table (M + 1, D) from N(0, std^2), then zero row 0: padding (id 0) is the zero vector."""
+    nn.init.normal_(table.weight, std=std)
+    with torch.no_grad():
+        table.weight[0].zero_()
+
+
+def right_aligned_positions(length: int, max_len: int, device: torch.device) -> Tensor:
+    """(T,) the positions max_len - T .. max_len - 1 of a T-wide left-padded history's columns: the most recent
+    item always has position max_len - 1, so extra left padding moves no item's position."""
+    return torch.arange(max_len - length, max_len, device=device)
 
 
 def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:

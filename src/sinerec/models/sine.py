@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from sinerec.errors import ConfigError
 from sinerec.losses import covariance_regularizer, interest_diversity
 from sinerec.models.base import ModelOutput, SequentialRecommender
-from sinerec.models.ops import masked_softmax, tanh, tanh_scores
+from sinerec.models.ops import init_item_table, masked_softmax, tanh, tanh_scores
 
 __all__ = ["SINE", "SINEConfig"]
 
@@ -161,9 +161,7 @@ class SINE(SequentialRecommender):
     def reset_parameters(self) -> None:
         """Items and positions N(0, 0.02), padding row 0; prototypes N(0, 1/D) (rows of norm about 1);
         the K queries w_k2 like a Linear(D, 1)'s weight; Linear and LayerNorm keep PyTorch's defaults."""
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_item_table(self.item_embedding, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.02)
         nn.init.normal_(self.prototypes, std=self.config.dim**-0.5)
         if self.config.variant == "paper":
