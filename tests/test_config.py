@@ -30,6 +30,8 @@ def test_model_params_are_typed_per_model():
     ("model=transformer", "unknown model 'transformer'"),
     ("model_params.num_concepts=x", "model_params.num_concepts: expected an integer"),
     ("train.monitor=HR@7", "train.monitor: 'HR@7' is not one of the computed metrics"),
+    ("train.monitor=HR@ten", "train.monitor: 'HR@ten' is not one of the computed metrics"),
+    ("train.monitor=HR", "train.monitor: 'HR' is not one of the computed metrics"),
     ("data.header=maybe", "data.header: expected true or false, got 'maybe'"),
     ("noequals", "expected key=value"),
     ("bogus.x=1", "unknown config section"),
