@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sinerec.data.preprocess import SequenceData  # noqa: E402
+from sinerec.ids import plain_id  # noqa: E402
 from sinerec.pipeline import dataset_summary  # noqa: E402
 from sinerec.retrieval import IndexSettings, ItemIndex, build_index, load_index, recall_at_k  # noqa: E402
 from sinerec.runs import LoadedRun, load_run  # noqa: E402
@@ -122,12 +123,8 @@ def request_histories(run: LoadedRun, n: int, seed: int) -> list[list[Any]]:
     out = []
     for u in users:
         items = d.items[d.offsets[u]:d.offsets[u + 1]][-MAX_LEN:]
-        out.append([_plain(d.item_ids[i]) for i in items])
+        out.append([plain_id(d.item_ids[i]) for i in items])
     return out
-
-
-def _plain(x: Any) -> Any:
-    return x.item() if hasattr(x, "item") else x
 
 
 # ---------------------------------------------------------------------------------------------------------

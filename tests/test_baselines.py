@@ -1,8 +1,10 @@
-"""The baselines: MostPop, YouTube DNN, GRU4Rec, Caser, SASRec, MIND, ComiRec-SA, ComiRec-DR.
+"""The baselines: MostPop, YouTube DNN, GRU4Rec, Caser, SASRec, MIND, ComiRec-SA, ComiRec-DR; and SINE in the
+shared suite.
 
-One shared suite for the seven gradient models (shapes, padding inertness, it learns a synthetic sequential
-task better than MostPop), exact checks of MostPop's counts, of the multi-interest training readouts, and of
-max-over-interests retrieval against per-interest top-k merged with items deduplicated.
+One shared suite for every gradient model of the registry ``sinerec.models.MODELS`` (shapes, padding
+inertness, fully padded rows, it learns a synthetic sequential task better than MostPop), exact checks of
+MostPop's counts, of the multi-interest training readouts, and of max-over-interests retrieval against
+per-interest top-k merged with items deduplicated.
 
 Tiny odd sizes so that a transposed dimension fails loudly: B = 3, T = 7, D = 13, M = 37, K = 3.
 """
@@ -18,23 +20,36 @@ import torch
 import torch.nn.functional as F
 
 from sinerec.errors import ConfigError
-from sinerec.models import build_model, model_config_class
-from sinerec.models.base import SequentialRecommender
+from sinerec.models import MODELS, build_model, model_class, model_config_class
+from sinerec.models.base import ModelOutput, SequentialRecommender
 from sinerec.models.mostpop import MostPop, MostPopConfig
 
 BATCH, LENGTH, DIM, NUM_ITEMS, NUM_INTERESTS = 3, 7, 13, 37, 3
-MULTI_INTEREST = {"mind": "num_interests", "comirec-sa": "num_interests", "comirec-dr": "num_interests"}
-GRADIENT_MODELS = ["youtubednn", "gru4rec", "caser", "sasrec", "mind", "comirec-sa", "comirec-dr"]
-MULTI_VECTOR_MODELS = ["mind", "comirec-sa", "comirec-dr"]
+
+
+def gradient_models() -> list[str]:
+    """Every model of the registry fitted by gradient descent: the shared suite runs on each."""
+    return [name for name in MODELS if model_class(name).trainable]
+
+
+def multi_vector_models() -> list[str]:
+    """The registered models that retrieve with K interest vectors (an item scores its max over them)."""
+    return [name for name in MODELS if model_class(name).multi_vector_retrieval]
+
+
+GRADIENT_MODELS = gradient_models()
+MULTI_VECTOR_MODELS = multi_vector_models()
 
 
 def tiny_config(name: str, **overrides: Any) -> Any:
-    """The model's config with D = 13 (K = 3 for multi-interest models) and any overrides."""
+    """The model's config with D = 13 (K = 3 where it has ``num_interests``) and any overrides."""
+    cls = model_config_class(name)
+    fields = {field.name for field in dataclasses.fields(cls)}
     settings: dict[str, Any] = {"dim": DIM}
-    if name in MULTI_INTEREST:
-        settings[MULTI_INTEREST[name]] = NUM_INTERESTS
+    if "num_interests" in fields:
+        settings["num_interests"] = NUM_INTERESTS
     settings.update(overrides)
-    return model_config_class(name)(**settings)
+    return cls(**settings)
 
 
 def build(name: str, max_len: int = LENGTH, num_items: int = NUM_ITEMS, seed: int = 0, **overrides: Any):
@@ -62,12 +77,12 @@ def test_output_shapes(name: str) -> None:
     out = model(histories())
     assert out.user.shape == (BATCH, DIM)
     assert model.item_embeddings().shape == (NUM_ITEMS + 1, DIM)
-    if name in MULTI_VECTOR_MODELS:
-        assert model.multi_vector_retrieval
-        assert out.interests is not None and out.interests.shape == (BATCH, NUM_INTERESTS, DIM)
+    if out.interests is not None:
+        assert out.interests.shape == (BATCH, NUM_INTERESTS, DIM)
+    if model.multi_vector_retrieval:
+        assert out.interests is not None
         assert model.user_vectors(histories()).shape == (BATCH, NUM_INTERESTS, DIM)
     else:
-        assert not model.multi_vector_retrieval
         assert model.user_vectors(histories()).shape == (BATCH, DIM)
     model.train()
     out = model(histories(), torch.tensor([3, 14, 36]))  # training: the target picks / mixes interests
@@ -331,9 +346,44 @@ def test_bad_settings_name_field_and_value(name: str, field: str, value: Any) ->
         tiny_config(name, **{field: value})
 
 
-@pytest.mark.parametrize("name", ["mostpop", *GRADIENT_MODELS])
+@pytest.mark.parametrize("name", list(MODELS))
 def test_defaults_build(name: str) -> None:
     config = model_config_class(name)()
     assert dataclasses.is_dataclass(config)
     model = build_model(name, NUM_ITEMS, 20, config)
     assert model(histories()).user.shape[0] == BATCH
+
+
+# --- the suite follows the registry ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class MeanPoolConfig:
+    dim: int = 8
+
+
+class MeanPool(SequentialRecommender):
+    """A toy model for the test below: the user vector is the mean of the history's item embeddings."""
+
+    def __init__(self, num_items: int, max_len: int, config: MeanPoolConfig) -> None:
+        super().__init__(num_items)
+        self.item_embedding = torch.nn.Embedding(num_items + 1, config.dim, padding_idx=0)
+
+    def forward(self, history: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
+        real = (history != 0).unsqueeze(-1)  # (B, T, 1)
+        total = (self.item_embedding(history) * real).sum(1)  # (B, D)
+        return ModelOutput(user=total / real.sum(1).clamp(min=1))
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item_embedding.weight
+
+
+def test_a_registered_model_joins_the_shared_suite(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "toy" not in gradient_models()
+    monkeypatch.setitem(MODELS, "toy", (__name__, "MeanPool", "MeanPoolConfig"))
+    assert gradient_models()[-1] == "toy" and "toy" not in multi_vector_models()
+    # and it runs the suite's shared checks like any registered model
+    test_output_shapes("toy")
+    test_left_padding_is_inert("toy")
+    test_fully_padded_rows_are_finite("toy")
+    test_defaults_build("toy")

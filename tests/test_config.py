@@ -30,9 +30,17 @@ def test_model_params_are_typed_per_model():
     ("model=transformer", "unknown model 'transformer'"),
     ("model_params.num_concepts=x", "model_params.num_concepts: expected an integer"),
     ("train.monitor=HR@7", "train.monitor: 'HR@7' is not one of the computed metrics"),
+    ("train.monitor=HR@ten", "train.monitor: 'HR@ten' is not one of the computed metrics"),
+    ("train.monitor=HR", "train.monitor: 'HR' is not one of the computed metrics"),
     ("data.header=maybe", "data.header: expected true or false, got 'maybe'"),
     ("noequals", "expected key=value"),
     ("bogus.x=1", "unknown config section"),
+    ("eval.metrics=HR,Precision", "eval.metrics: unknown metric 'Precision'; choose from HR, Recall, NDCG, MRR"),
+    ("eval.metrics=[]", "eval.metrics: name at least one metric, got ()"),
+    ("eval.ks=[10,0]", "eval.ks: every cut-off must be an integer >= 1, got 0"),
+    ("eval.ks=[]", "eval.ks: give at least one cut-off, got ()"),
+    ("eval.batch_size=0", "eval.batch_size: must be an integer >= 1, got 0"),
+    ("eval.item_chunk=-5", "eval.item_chunk: must be an integer >= 1, got -5"),
 ])
 def test_bad_values_name_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sinerec.errors import ConfigError
 from sinerec.losses import covariance_regularizer, full_softmax_loss, interest_diversity
 from sinerec.models import build_model
-from sinerec.models.sine import SINE, SINEConfig, masked_softmax, tanh, tanh_scores
+from sinerec.models.sine import SINE, SINEConfig
 
 B, T, D, M, L, K = 3, 7, 13, 37, 11, 5
 VARIANTS = ("paper", "official")
@@ -151,17 +151,6 @@ def test_fully_padded_rows_are_finite_with_finite_gradients(variant: str) -> Non
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_masked_softmax_gives_zeros_for_an_all_masked_row() -> None:
-    logits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
-    mask = torch.tensor([[True, False, True], [False, False, False]])
-    weights = masked_softmax(logits, mask, dim=-1)
-    expected_first = torch.softmax(torch.tensor([1.0, 3.0]), dim=0)
-    assert torch.allclose(weights[0], torch.tensor([expected_first[0], 0.0, expected_first[1]]))
-    assert torch.equal(weights[1], torch.zeros(3))
-    weights.sum().backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all()
-
-
 # --- concept activation: top-K and the sigmoid gate -------------------------------------------------------
 
 
@@ -260,46 +249,6 @@ def test_forward_equals_naive_equations(variant: str, overrides: dict[str, Any])
     for row in range(B):
         items = [i for i in HISTORY[row].tolist() if i != 0]
         assert torch.allclose(user[row], reference(model, items), atol=1e-10), row
-
-
-@pytest.mark.parametrize(("with_bias", "heads", "num_out"), [(False, False, 4), (True, False, 1), (False, True, 3)])
-def test_fused_tanh_scores_value_and_gradients(with_bias: bool, heads: bool, num_out: int) -> None:
-    """tanh_scores(x, W_h, b_h, W_o) = tanh(x W_h^T + b_h) W_o^T (with heads: head k dots w_k with hidden
-    units [k E, (k + 1) E) only). Its backward is written by hand: gradcheck it."""
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
-    hidden_w = torch.randn(9, 5, generator=g, dtype=torch.float64)  # H = 9 = 3 heads x 3
-    hidden_b = torch.randn(9, generator=g, dtype=torch.float64) if with_bias else None
-    out_w = torch.randn(num_out, 3 if heads else 9, generator=g, dtype=torch.float64)
-    activation = torch.tanh(F.linear(x, hidden_w, hidden_b))  # (2, 3, 9)
-    if heads:
-        expected = (activation.view(2, 3, 3, 3) * out_w).sum(-1)  # (2, 3, K = 3)
-    else:
-        expected = activation @ out_w.T  # (2, 3, J)
-    assert torch.allclose(tanh_scores(x, hidden_w, hidden_b, out_w, heads), expected, atol=1e-12)
-    inputs = tuple(t.requires_grad_() for t in (x, hidden_w, hidden_b, out_w) if t is not None)
-    if with_bias:
-        assert torch.autograd.gradcheck(lambda a, b, c, d: tanh_scores(a, b, c, d, heads), inputs)
-    else:
-        assert torch.autograd.gradcheck(lambda a, b, c: tanh_scores(a, b, None, c, heads), inputs)
-
-
-def test_tanh_scores_under_bfloat16_autocast() -> None:
-    """Mixed precision: the hand-written backward runs in the forward's dtype and returns float32 grads."""
-    x = torch.randn(4, 6, 5, requires_grad=True)
-    hidden_w, out_w = torch.randn(8, 5, requires_grad=True), torch.randn(2, 4, requires_grad=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        scores = tanh_scores(x, hidden_w, None, out_w, heads=True)
-    scores.float().sum().backward()
-    assert x.grad is not None and hidden_w.grad is not None and out_w.grad is not None
-    assert x.grad.dtype == hidden_w.grad.dtype == out_w.grad.dtype == torch.float32
-
-
-def test_sigmoid_based_tanh_matches_torch_tanh() -> None:
-    x = torch.linspace(-12, 12, 1001, dtype=torch.float64, requires_grad=True)
-    assert torch.allclose(tanh(x), torch.tanh(x), atol=1e-14)
-    assert torch.autograd.gradcheck(tanh, (x[::50].detach().clone().requires_grad_(),))
-    assert torch.allclose(tanh(x.float()), torch.tanh(x.float()), atol=3e-7)
 
 
 # --- regularisers, sharing, determinism -------------------------------------------------------------------

@@ -236,19 +236,28 @@ def _train_run(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
 
 
 def format_metrics_table(doc: dict[str, Any]) -> str:
-    """Validation and test metrics in percent, one row per metric, one column per cut-off."""
+    """Validation and test metrics in percent, one row per metric, one column per cut-off.
+
+    Rows follow the order of the metric table ``sinerec.metrics.METRICS`` (names it lacks, e.g. from an older
+    run, come last by name); with leave-one-out a metric equal to another with one target is left out."""
+    from sinerec.metrics import METRICS
+
+    order = list(METRICS)
     lines = [f"{doc['model']} on {doc['dataset']['name']} ({doc['protocol']['name']}, fingerprint "
              f"{doc['protocol']['fingerprint']}): metrics in %"]
     for part in ("valid", "test"):
         metrics = doc[part]
-        names = sorted({k.split("@")[0] for k in metrics}, key=["HR", "Recall", "NDCG", "MRR"].index)
+        names = sorted({k.split("@")[0] for k in metrics},
+                       key=lambda name: (order.index(name), "") if name in METRICS else (len(order), name))
         ks = sorted({int(k.split("@")[1]) for k in metrics})
-        if doc["protocol"]["name"] == "loo" and "Recall" in names:
-            names.remove("Recall")  # equals HR with one target
-        header = f"{part:<8}" + "".join(f"{'@' + str(k):>9}" for k in ks)
+        if doc["protocol"]["name"] == "loo":  # one target per query
+            names = [name for name in names
+                     if name not in METRICS or METRICS[name].single_target_twin not in names]
+        width = max([6, *map(len, names)])  # the name column; 6 fits the built-in metrics
+        header = f"{part:<{width + 2}}" + "".join(f"{'@' + str(k):>9}" for k in ks)
         lines.append(header)
         for name in names:
-            lines.append(f"  {name:<6}" + "".join(f"{100 * metrics[f'{name}@{k}']:>9.2f}" for k in ks))
+            lines.append(f"  {name:<{width}}" + "".join(f"{100 * metrics[f'{name}@{k}']:>9.2f}" for k in ks))
     return "\n".join(lines)
 
 

@@ -125,8 +125,8 @@ class Config:
             self.model_params = cls()
         elif isinstance(self.model_params, dict):
             self.model_params = _from_dict(cls, self.model_params, "model_params")
-        if self.train.monitor.split("@")[0] not in self.eval.metrics or \
-                "@" not in self.train.monitor or int(self.train.monitor.split("@")[1]) not in self.eval.ks:
+        name, _, cutoff = self.train.monitor.partition("@")
+        if name not in self.eval.metrics or not cutoff.isdigit() or int(cutoff) not in self.eval.ks:
             raise ConfigError(f"train.monitor: {self.train.monitor!r} is not one of the computed metrics "
                               f"({', '.join(self.eval.metrics)} at {', '.join(map(str, self.eval.ks))})")
 

@@ -23,16 +23,33 @@ from tqdm.auto import tqdm
 from sinerec.data.batching import gather_histories
 from sinerec.data.preprocess import SequenceData
 from sinerec.data.splits import EvalSet, _ranges
-from sinerec.metrics import METRICS, compute_metrics
+from sinerec.errors import ConfigError
+from sinerec.metrics import DEFAULT_METRICS, METRICS, compute_metrics
 from sinerec.models.base import SequentialRecommender
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     ks: tuple[int, ...] = (10, 20, 50, 100)
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS  # names from the table sinerec.metrics.METRICS
     batch_size: int = 512  # queries per batch
     item_chunk: int = 1 << 16  # items scored at once
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ConfigError(f"eval.metrics: name at least one metric, got {self.metrics!r}")
+        for name in self.metrics:
+            if name not in METRICS:
+                raise ConfigError(f"eval.metrics: unknown metric {name!r}; choose from {', '.join(METRICS)}")
+        if not self.ks:
+            raise ConfigError(f"eval.ks: give at least one cut-off, got {self.ks!r}")
+        for k in self.ks:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ConfigError(f"eval.ks: every cut-off must be an integer >= 1, got {k!r}")
+        for key in ("batch_size", "item_chunk"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"eval.{key}: must be an integer >= 1, got {value!r}")
 
 
 @dataclass

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sinerec.ids import IdMap, plain_id, split_ids
+
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
@@ -44,9 +46,9 @@ class _Catalogue:
         self.run = run
         self.titles = data.item_titles or [""] * len(data.item_ids)
         self.categories = data.item_categories or [()] * len(data.item_ids)
-        self.ids = [str(_plain(i)) for i in data.item_ids]  # index -> original id as text ("None" at 0)
-        self.index_of = {iid: idx for idx, iid in enumerate(self.ids) if idx > 0}
-        self.user_of = {str(_plain(u)): idx for idx, u in enumerate(data.user_ids)}
+        self.ids = [str(plain_id(i)) for i in data.item_ids]  # index -> original id as text ("None" at 0)
+        self.item_map = IdMap(data.item_ids, first=1)
+        self.user_map = IdMap(data.user_ids)
         counts = np.bincount(data.items, minlength=len(data.item_ids))
         counts[0] = -1
         self.popular = np.argsort(-counts, kind="stable")[: len(data.item_ids) - 1]  # item indices, by count
@@ -54,26 +56,23 @@ class _Catalogue:
         self.haystack = [f"{t} {i}".lower() for t, i in zip(self.titles, self.ids, strict=True)]
 
     def item(self, idx: int) -> dict[str, Any]:
-        return {"item_id": _plain(self.run.data.item_ids[idx]), "title": self.titles[idx] or None,
+        return {"item_id": plain_id(self.run.data.item_ids[idx]), "title": self.titles[idx] or None,
                 "categories": list(self.categories[idx]), "count": int(self.counts[idx])}
 
     def search(self, query: str, limit: int) -> list[dict[str, Any]]:
         q = query.strip().lower()
         if not q:
             return [self.item(int(i)) for i in self.popular[:limit]]
-        exact = [self.index_of[query.strip()]] if query.strip() in self.index_of else []
+        exact_match = self.item_map.index(query.strip())
+        exact = [] if exact_match is None else [exact_match]
         hits = [int(i) for i in self.popular if q in self.haystack[i] and int(i) not in exact]
         return [self.item(i) for i in (exact + hits)[:limit]]
 
     def user(self, u: int) -> dict[str, Any]:
         data = self.run.data
         seq = data.items[data.offsets[u]:data.offsets[u + 1]]
-        return {"user_id": _plain(data.user_ids[u]), "length": int(len(seq)),
+        return {"user_id": plain_id(data.user_ids[u]), "length": int(len(seq)),
                 "history": [self.item(int(i)) for i in seq]}
-
-
-def _plain(x: Any) -> Any:
-    return x.item() if isinstance(x, np.generic) else x
 
 
 def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0) -> None:
@@ -121,9 +120,9 @@ def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000,
     def items(query: str = "", ids: str = "", limit: int = 20) -> dict[str, Any]:
         limit = max(1, min(limit, 200))
         if ids:
-            wanted = [i.strip() for i in ids.split(",") if i.strip()]
-            unknown = [i for i in wanted if i not in catalogue.index_of]
-            found = [catalogue.item(catalogue.index_of[i]) for i in wanted if i in catalogue.index_of]
+            wanted = [(i, catalogue.item_map.index(i)) for i in split_ids(ids)]
+            unknown = [i for i, idx in wanted if idx is None]
+            found = [catalogue.item(idx) for _, idx in wanted if idx is not None]
             return {"items": found, "unknown": unknown}
         return {"items": catalogue.search(query, limit), "unknown": []}
 
@@ -133,9 +132,10 @@ def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000,
 
     @app.get("/api/users/{user_id}", summary="Explorer: a known user's sequence, oldest first")
     def user(user_id: str) -> dict[str, Any]:
-        if user_id not in catalogue.user_of:
+        u = catalogue.user_map.index(user_id)
+        if u is None:
             raise HTTPException(404, f"user: unknown user id {user_id!r}")
-        return catalogue.user(catalogue.user_of[user_id])
+        return catalogue.user(u)
 
     @app.get("/api/concepts", summary="Explorer: the concept pool (SINE)")
     def concept_pool() -> dict[str, Any]:

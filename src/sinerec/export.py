@@ -35,6 +35,7 @@ import torch
 
 from sinerec.data.batching import gather_histories
 from sinerec.errors import SinerecError
+from sinerec.ids import id_column
 from sinerec.storage import atomic_write_bytes, write_json
 
 if TYPE_CHECKING:
@@ -44,14 +45,6 @@ __all__ = ["FORMATS", "export_run", "read_table"]
 
 FORMATS = ("npz", "parquet")
 USER_EXTRAS = ("concept_ids", "gates", "aggregation")
-
-
-def _id_array(ids: Any) -> np.ndarray:
-    """Original ids as int64 when they are all integers, else as text (never object arrays)."""
-    values = list(ids)
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=np.int64)
-    return np.asarray([str(v) for v in values], dtype=str)
 
 
 def user_tables(run: LoadedRun, batch_size: int = 512) -> dict[str, np.ndarray]:
@@ -73,14 +66,14 @@ def user_tables(run: LoadedRun, batch_size: int = 512) -> dict[str, np.ndarray]:
         for name, tensor in columns.items():
             dtype = np.int64 if name == "concept_ids" else np.float32
             parts.setdefault(name, []).append(tensor.detach().cpu().numpy().astype(dtype))
-    tables = {"user_id": _id_array(data.user_ids)}
+    tables = {"user_id": id_column(data.user_ids)}
     tables.update({name: np.concatenate(chunks) for name, chunks in parts.items()})
     return tables
 
 
 def item_table(run: LoadedRun) -> dict[str, np.ndarray]:
     vectors = run.model.item_embeddings().detach().cpu().float().numpy()  # (M + 1, D)
-    return {"item_id": _id_array(run.data.item_ids[1:]), "vector": np.ascontiguousarray(vectors[1:])}
+    return {"item_id": id_column(run.data.item_ids[1:]), "vector": np.ascontiguousarray(vectors[1:])}
 
 
 def _npz_bytes(columns: dict[str, np.ndarray]) -> bytes:

@@ -18,7 +18,6 @@ Shapes: B requests, T = max_len, K interests, D dim, M items.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from sinerec.errors import SinerecError
+from sinerec.ids import IdMap, plain_id
 from sinerec.retrieval import IndexSettings, ItemIndex, build_index, vectors_fingerprint
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Explanation", "HistoryStep", "Recommendation", "RecommendRequest", "RecommendedItem", "Recommender",
            "RequestError", "UnknownItemError", "index_recall", "left_padded"]
-
-_INTEGER = re.compile(r"-?\d+")
 
 
 class RequestError(SinerecError):
@@ -117,9 +115,8 @@ class Recommender:
         if self.index.fingerprint != self.fingerprint:
             raise SinerecError(f"the index was built from other item vectors (fingerprint "
                                f"{self.index.fingerprint}, the model's is {self.fingerprint})")
-        item_ids = self.data.item_ids
-        self._integer_ids = all(isinstance(i, (int, np.integer)) for i in item_ids[1:])
-        self._index_of: dict[Any, int] = {self._key(i): idx for idx, i in enumerate(item_ids) if idx > 0}
+        self.item_map = IdMap(self.data.item_ids, first=1)  # "42" finds item 42 (see sinerec.ids)
+        self.user_map = IdMap(self.data.user_ids)
 
     @property
     def num_items(self) -> int:
@@ -127,20 +124,9 @@ class Recommender:
 
     # --- ids ----------------------------------------------------------------------------------------------
 
-    def _key(self, item_id: Any) -> Any:
-        """The dictionary key of an original id: catalogues of integer ids accept "42" for 42 (command-line
-        and JSON clients), string catalogues accept 42 for "42"."""
-        if self._integer_ids:
-            if isinstance(item_id, (int, np.integer)) and not isinstance(item_id, bool):
-                return int(item_id)
-            if isinstance(item_id, str) and _INTEGER.fullmatch(item_id.strip()):
-                return int(item_id)
-            return None
-        return str(item_id) if isinstance(item_id, (str, int, np.integer)) else None
-
     def item_indices(self, item_ids: Sequence[Any], where: str = "history") -> np.ndarray:
         """Original ids -> item indices (N,) int64; raises UnknownItemError naming every unknown id."""
-        found = [self._index_of.get(self._key(i)) for i in item_ids]
+        found = [self.item_map.index(i) for i in item_ids]
         unknown = [i for i, idx in zip(item_ids, found, strict=True) if idx is None]
         if unknown:
             raise UnknownItemError(list(dict.fromkeys(unknown)), where)
@@ -148,16 +134,15 @@ class Recommender:
 
     def user_history(self, user_id: Any) -> list[Any]:
         """The whole sequence of a known user, as original item ids (oldest first)."""
-        users = {str(u): idx for idx, u in enumerate(self.data.user_ids)}
-        if str(user_id) not in users:
+        u = self.user_map.index(user_id)
+        if u is None:
             raise RequestError(f"user: unknown user id {user_id!r}")
-        u = users[str(user_id)]
         items = self.data.items[self.data.offsets[u]:self.data.offsets[u + 1]]
-        return [_plain(self.data.item_ids[i]) for i in items]
+        return [plain_id(self.data.item_ids[i]) for i in items]
 
     def _item(self, idx: int, score: float, interest: int | None, concept: int | None) -> RecommendedItem:
         data = self.data
-        return RecommendedItem(item_id=_plain(data.item_ids[idx]), score=score,
+        return RecommendedItem(item_id=plain_id(data.item_ids[idx]), score=score,
                                title=data.item_titles[idx] if data.item_titles else None,
                                categories=tuple(data.item_categories[idx]) if data.item_categories else (),
                                interest=interest, concept=concept)
@@ -239,7 +224,7 @@ class Recommender:
         n = len(seen)
         intention = extras["intention"][b, -n:]  # (n, K)  P(k|t) of the real (unpadded) positions
         attention = extras["attention"][b][:, -n:].T  # (K, n) -> (n, K)  P(t|k)
-        steps = tuple(HistoryStep(_plain(self.data.item_ids[i]), _floats(p), _floats(a))
+        steps = tuple(HistoryStep(plain_id(self.data.item_ids[i]), _floats(p), _floats(a))
                       for i, p, a in zip(seen, intention, attention, strict=True))
         return Explanation(concept_ids=tuple(int(c) for c in extras["concept_ids"][b]),
                            gates=_floats(extras["gates"][b]), aggregation=_floats(extras["aggregation"][b]),
@@ -269,11 +254,6 @@ def left_padded(histories: list[np.ndarray], max_len: int) -> np.ndarray:
 
 def _floats(x: np.ndarray) -> tuple[float, ...]:
     return tuple(round(float(v), 6) for v in x)
-
-
-def _plain(item_id: Any) -> Any:
-    """numpy scalars -> Python ints/strings, for JSON."""
-    return item_id.item() if isinstance(item_id, np.generic) else item_id
 
 
 def index_recall(run: LoadedRun, index: ItemIndex, k: int = 50, num_queries: int = 1000,

@@ -25,6 +25,7 @@ import numpy as np
 from sinerec.config import Config
 from sinerec.data.preprocess import SequenceData
 from sinerec.errors import SinerecError
+from sinerec.ids import ids_from_text
 from sinerec.models.base import SequentialRecommender
 from sinerec.storage import atomic_write_bytes, atomic_write_text, load_torch
 
@@ -52,14 +53,6 @@ def save_data(run_dir: Path, data: SequenceData) -> None:
     atomic_write_bytes(run_dir / "sequences.npz", npz.getvalue())
 
 
-def _original_ids(values: Any) -> np.ndarray:
-    """Ids read back from CSV as text: int64 when every one is an integer (as the readers do), else str."""
-    text = values.astype(str)
-    if text.str.fullmatch(r"-?\d+").all():
-        return text.astype(np.int64).to_numpy()
-    return text.to_numpy(dtype=object)
-
-
 def load_data(run_dir: str | Path) -> SequenceData:
     """The preprocessed data a run was trained on: sequences, id maps, titles and categories."""
     import pandas as pd
@@ -74,12 +67,12 @@ def load_data(run_dir: str | Path) -> SequenceData:
     info = json.loads((run_dir / "data.json").read_text())
     item_ids = np.empty(len(items) + 1, dtype=object)
     item_ids[0] = None
-    item_ids[1:] = _original_ids(items["item_id"])
+    item_ids[1:] = ids_from_text(items["item_id"])
     titles = [""] + items["title"].tolist()
     categories = [()] + [tuple(c.split("|")) if c else () for c in items["categories"]]
     return SequenceData(
         name=info["dataset"]["name"], items=seq["items"].astype(np.int64), offsets=seq["offsets"].astype(np.int64),
-        user_ids=_original_ids(users["user_id"]), item_ids=item_ids,
+        user_ids=ids_from_text(users["user_id"]), item_ids=item_ids,
         item_titles=titles if any(titles) else None,
         item_categories=categories if any(categories) else None, steps=info["dataset"].get("steps", {}),
     )
@@ -95,14 +88,6 @@ class LoadedRun:
     data: SequenceData
     metrics: dict[str, Any] | None
     history: list[dict[str, Any]]
-
-    def item_index(self) -> dict[Any, int]:
-        """original item id -> item index (1..M)."""
-        return {iid: i for i, iid in enumerate(self.data.item_ids) if i > 0}
-
-    def user_index(self) -> dict[Any, int]:
-        """original user id -> user index."""
-        return {uid: u for u, uid in enumerate(self.data.user_ids)}
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:

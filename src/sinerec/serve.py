@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from sinerec.ids import plain_id
 from sinerec.recommend import (
     Recommendation,
     RecommendedItem,
@@ -299,7 +300,7 @@ def create_app(run: LoadedRun, index: ItemIndex | None = None, max_body_bytes: i
         idx = int(recommender.item_indices([item_id], "item")[0])  # 404 before any work
         with slots:
             items = recommender.similar(item_id, k)
-        return {"item_id": _original(run, idx), "items": [_item_out(i) for i in items]}
+        return {"item_id": plain_id(run.data.item_ids[idx]), "items": [_item_out(i) for i in items]}
 
     @app.get("/health", response_model=HealthResponse, summary="Liveness and what is loaded")
     def health() -> dict[str, Any]:
@@ -317,11 +318,6 @@ def create_app(run: LoadedRun, index: ItemIndex | None = None, max_body_bytes: i
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
-
-
-def _original(run: LoadedRun, idx: int) -> Any:
-    value = run.data.item_ids[idx]
-    return value.item() if hasattr(value, "item") else value
 
 
 def _version() -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
 
-__all__ = ["MODELS", "ModelOutput", "SequentialRecommender", "build_model", "model_config_class"]
+__all__ = ["MODELS", "ModelOutput", "SequentialRecommender", "build_model", "model_class", "model_config_class"]
 
 #: name -> (module, class name, config class name)
 MODELS: dict[str, tuple[str, str, str]] = {
@@ -38,6 +38,12 @@ def _lookup(name: str) -> tuple[Any, Any]:
     except ModuleNotFoundError as exc:  # a registered model whose file is not written yet
         raise ConfigError(f"model: {name!r} is not available in this version ({exc})") from exc
     return getattr(module, cls_name), getattr(module, cfg_name)
+
+
+def model_class(name: str) -> type[SequentialRecommender]:
+    """The model class of model ``name`` (its flags, e.g. ``trainable``, without building one)."""
+    cls: type[SequentialRecommender] = _lookup(name)[0]
+    return cls
 
 
 def model_config_class(name: str) -> type:

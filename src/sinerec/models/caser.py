@@ -34,6 +34,7 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import init_item_table
 
 __all__ = ["Caser", "CaserConfig"]
 
@@ -87,9 +88,7 @@ class Caser(SequentialRecommender):
         self.output_embedding = None if config.tie_embeddings else nn.Embedding(num_items + 1, dim)  # W'
         for table in (self.item_embedding, self.output_embedding):
             if table is not None:
-                nn.init.normal_(table.weight, std=1.0 / dim)  # as the reference code: normal_(0, 1 / d)
-                with torch.no_grad():
-                    table.weight[0].zero_()
+                init_item_table(table, std=1.0 / dim)  # as the reference code: normal_(0, 1 / d)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
         """history (B, T) left-padded ids -> user z (B, D)."""

@@ -46,6 +46,7 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import init_item_table, masked_softmax, right_aligned_positions, squash
 
 __all__ = ["ComiRecConfig", "ComiRecDR", "ComiRecSA"]
 
@@ -76,12 +77,6 @@ class ComiRecConfig:
             )
 
 
-def squash(z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Capsule squash along the last axis: |z|^2 / (1 + |z|^2) * z / |z|; the zero vector stays zero."""
-    norm2 = z.pow(2).sum(-1, keepdim=True)
-    return z * (norm2 / (1 + norm2) / torch.sqrt(norm2 + eps))
-
-
 class _ComiRec(SequentialRecommender):
     """What both extractors share: the item table, the training readout (Eq. 4), retrieval by max over K."""
 
@@ -92,9 +87,7 @@ class _ComiRec(SequentialRecommender):
         self.config = config
         self.max_len = max_len
         self.item_embedding = nn.Embedding(num_items + 1, config.dim, padding_idx=0)  # shared input / output
-        nn.init.normal_(self.item_embedding.weight, std=config.dim**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_item_table(self.item_embedding, std=config.dim**-0.5)
 
     def extract_interests(self, history: torch.Tensor) -> torch.Tensor:
         """history (B, T) -> interests (B, K, D)."""
@@ -140,12 +133,10 @@ class ComiRecSA(_ComiRec):
         items = self.item_embedding(history)  # H, (B, T, D)
         scorer_input = items
         if self.position_embedding is not None:
-            positions = torch.arange(self.max_len - length, self.max_len, device=history.device)  # (T,)
+            positions = right_aligned_positions(length, self.max_len, history.device)  # (T,)
             scorer_input = items + self.position_embedding(positions)  # (B, T, D)
         logits = self.attention_heads(torch.tanh(self.attention_hidden(scorer_input)))  # (B, T, K)
-        # Softmax over positions with padding excluded; a fully padded row spreads its weight over zero rows.
-        logits = logits.masked_fill(~real.unsqueeze(-1), torch.finfo(logits.dtype).min)
-        attention = torch.softmax(logits, dim=1)  # A^T, (B, T, K)
+        attention = masked_softmax(logits, real.unsqueeze(-1), dim=1)  # A^T, (B, T, K); 0 at padding
         return attention.transpose(1, 2) @ items  # (B, K, T) @ (B, T, D) -> (B, K, D)
 
 

@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import init_item_table
 
 __all__ = ["GRU4Rec", "GRU4RecConfig"]
 
@@ -83,9 +84,7 @@ class GRU4Rec(SequentialRecommender):
         self.output_embedding = None if config.tie_embeddings else nn.Embedding(num_items + 1, dim)
         for table in (self.item_embedding, self.output_embedding):
             if table is not None:
-                nn.init.normal_(table.weight, std=dim**-0.5)
-                with torch.no_grad():
-                    table.weight[0].zero_()
+                init_item_table(table, std=dim**-0.5)
 
     def forward(self, history: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
         """history (B, T) left-padded ids -> user (B, D), the GRU state after the last real item.

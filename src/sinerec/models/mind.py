@@ -43,8 +43,9 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import init_item_table, squash
 
-__all__ = ["MIND", "MINDConfig", "squash"]
+__all__ = ["MIND", "MINDConfig"]
 
 
 @dataclass
@@ -74,12 +75,6 @@ class MINDConfig:
             raise ConfigError(f"mind.routing_logits_std: must be > 0, got {self.routing_logits_std!r}")
 
 
-def squash(z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Capsule squash along the last axis: |z|^2 / (1 + |z|^2) * z / |z|; the zero vector stays zero."""
-    norm2 = z.pow(2).sum(-1, keepdim=True)
-    return z * (norm2 / (1 + norm2) / torch.sqrt(norm2 + eps))
-
-
 class MIND(SequentialRecommender):
     """B2I dynamic routing into K interests; label-aware attention over them in training."""
 
@@ -93,9 +88,7 @@ class MIND(SequentialRecommender):
         self.max_len = max_len
         dim, num_interests = config.dim, config.num_interests
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)  # e_i, shared input / output
-        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_item_table(self.item_embedding, std=dim**-0.5)
         self.bilinear = nn.Linear(dim, dim, bias=False)  # S, shared by every behaviour-interest pair
         self.interest_layer = nn.Linear(dim, dim)  # the ReLU layer on top of the capsules
         # b_ij for evaluation: column -1 is the most recent position.

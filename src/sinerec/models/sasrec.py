@@ -37,6 +37,7 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import init_item_table, right_aligned_positions
 
 __all__ = ["SASRec", "SASRecConfig"]
 
@@ -121,12 +122,10 @@ class SASRec(SequentialRecommender):
         dim = config.dim
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)  # M in the paper, shared
         self.position_embedding = nn.Embedding(max_len, dim)  # P in the paper
-        for table in (self.item_embedding, self.position_embedding):
-            # std D^-1/2: after the sqrt(D) scaling the item inputs have unit scale, and item . user logits
-            # start at about unit scale too.
-            nn.init.normal_(table.weight, std=dim**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        # std D^-1/2: after the sqrt(D) scaling the item inputs have unit scale, and item . user logits start
+        # at about unit scale too.
+        init_item_table(self.item_embedding, std=dim**-0.5)
+        nn.init.normal_(self.position_embedding.weight, std=dim**-0.5)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(dim, config.num_heads, config.dropout) for _ in range(config.num_blocks)
@@ -139,7 +138,7 @@ class SASRec(SequentialRecommender):
         if length > self.max_len:
             raise ValueError(f"sasrec: history has {length} columns, more than max_len={self.max_len}")
         real = history != 0  # (B, T)
-        positions = torch.arange(self.max_len - length, self.max_len, device=history.device)  # (T,)
+        positions = right_aligned_positions(length, self.max_len, history.device)  # (T,)
 
         items = self.item_embedding(history) * self.config.dim**0.5  # (B, T, D)
         x = self.embedding_dropout(items + self.position_embedding(positions))  # (B, T, D)

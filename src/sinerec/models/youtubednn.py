@@ -31,6 +31,7 @@ from torch import nn
 
 from sinerec.errors import ConfigError
 from sinerec.models.base import ModelOutput, SequentialRecommender
+from sinerec.models.ops import init_item_table
 
 __all__ = ["YouTubeDNN", "YouTubeDNNConfig"]
 
@@ -68,9 +69,7 @@ class YouTubeDNN(SequentialRecommender):
         self.max_len = max_len  # unused: the mean ignores order and length
         dim = config.dim
         self.item_embedding = nn.Embedding(num_items + 1, dim, padding_idx=0)  # shared input / output table
-        nn.init.normal_(self.item_embedding.weight, std=dim**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        init_item_table(self.item_embedding, std=dim**-0.5)
 
         widths = [dim, *config.hidden_dims, dim]
         layers: list[nn.Module] = [nn.Dropout(config.dropout)]
