@@ -149,3 +149,56 @@ def test_cli_benchmark_and_test_helper_train_through_the_job(tmp_path, prepared,
 
     conftest_train_run(tmp_path / "helper", ["model=mostpop"], interactions())
     assert job_calls[-1] == tmp_path / "helper" and len(job_calls) == 4
+
+
+def _job_worker(rank: int, port: int, folder: str) -> None:
+    """One of two torchrun-like ranks: the job with no --out, in ``folder``; the result saved per rank."""
+    import traceback
+
+    from sinerec import distributed
+
+    try:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                          LOCAL_RANK=str(rank))
+        os.chdir(folder)  # the default run directory is runs/MODEL-DATASET-TIME under the working directory
+        ctx = distributed.init("cpu", timeout_s=60)
+        data = preprocess(interactions())
+        config = load_config(overrides=TINY)
+        prepared = Prepared(data, make_split(data, config.protocol), 0.0)
+        run = job.train_run(config, prepared=prepared, log=lambda line: None, dist=ctx)
+        torch.save({"run_dir": str(run.run_dir), "metrics": run.metrics}, f"rank{rank}.pt")
+        distributed.cleanup(ctx)
+    except BaseException:
+        with open(os.path.join(folder, f"rank{rank}.err"), "w") as fh:
+            fh.write(traceback.format_exc())
+        raise
+
+
+@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                    reason="torch.distributed with the gloo backend is unavailable")
+def test_job_under_two_processes_names_one_run_and_only_rank_0_writes(tmp_path):
+    import multiprocessing as mp
+
+    from conftest import free_port
+
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=_job_worker, args=(r, port, str(tmp_path))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+        if p.is_alive():
+            p.terminate()
+            p.join()
+    errors = [f.read_text() for f in sorted(tmp_path.glob("*.err"))]
+    assert not errors and all(p.exitcode == 0 for p in procs), "\n".join(errors) or [p.exitcode for p in procs]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert ranks[0]["run_dir"] == ranks[1]["run_dir"]  # rank 0's clock named the run for both
+    run_dir = tmp_path / ranks[0]["run_dir"]
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("sine-synthetic-concepts-")
+    assert sorted(os.listdir(run_dir)) == sorted(runs.LAYOUT)
+    assert len((run_dir / runs.LOG).read_text().splitlines()) == 2  # two epochs, written once
+    written = json.loads((run_dir / runs.METRICS).read_text())
+    assert written["train"]["processes"] == 2
+    assert written["test"] == ranks[0]["metrics"]["test"] == ranks[1]["metrics"]["test"]
