@@ -49,7 +49,7 @@ def measure(run_dir: str, seed: int, repeats: int) -> dict:
 
 
 def main() -> int:
-    from sinerec.pipeline import machine_summary
+    from sinerec.runs import machine_summary
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a trained SINE run")

@@ -30,6 +30,7 @@ import torch
 
 from sinerec import distributed
 from sinerec.config import load_config
+from sinerec.job import apply_process_settings
 from sinerec.pipeline import prepare
 from sinerec.train import Trainer, resolve_device
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"eval.batch_size={args.eval_batch}", *([f"train.threads={args.threads}"] if args.threads else []),
         *args.overrides])
     ctx = distributed.init(resolve_device(config.train.device))
+    apply_process_settings(config)  # threads and seed, as the training job sets them
     t0 = time.perf_counter()
     prepared = prepare(config)
     prep_seconds = time.perf_counter() - t0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from sinerec.benchmark_report import mean_std
+from sinerec.benchmark.report import mean_std
 from sinerec.data.splits import make_split
 from sinerec.evaluate import evaluate
 from sinerec.runs import load_run

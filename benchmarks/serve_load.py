@@ -58,9 +58,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from sinerec.data.preprocess import SequenceData  # noqa: E402
 from sinerec.ids import plain_id  # noqa: E402
-from sinerec.pipeline import dataset_summary  # noqa: E402
 from sinerec.retrieval import IndexSettings, ItemIndex, build_index, load_index, recall_at_k  # noqa: E402
-from sinerec.runs import LoadedRun, load_run  # noqa: E402
+from sinerec.runs import LoadedRun, dataset_summary, load_run  # noqa: E402
 
 K_SERVED = 50
 MAX_LEN = 20

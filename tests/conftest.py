@@ -43,26 +43,24 @@ def free_port() -> int:
 def train_run(run_dir: Path, overrides: list[str], log) -> Path:
     """Train a tiny run on the Interactions ``log`` into ``run_dir`` (a full run directory) and return it.
 
-    Single-threaded: the tests share two cores. The trainer sets the thread count process-wide, so it is
-    restored afterwards.
+    Through the training job, as ``sinerec train`` does. Single-threaded: the tests share two cores. The job
+    sets the thread count process-wide, so it is restored afterwards.
     """
     from sinerec.config import load_config
     from sinerec.data.preprocess import preprocess
     from sinerec.data.splits import make_split
-    from sinerec.pipeline import Prepared, write_run_header
-    from sinerec.train import Trainer
+    from sinerec.job import train_run as train_job
+    from sinerec.pipeline import Prepared
 
     config = load_config(overrides=["train.batch_size=128", "train.progress=false", "train.epochs=1",
                                     "train.threads=1", *overrides])
     data = preprocess(log)
-    split = make_split(data, config.protocol)
-    write_run_header(run_dir, config, Prepared(data, split, 0.0))
+    prepared = Prepared(data, make_split(data, config.protocol), 0.0)
     threads = torch.get_num_threads()
     try:
-        Trainer(config, data, split, run_dir=run_dir, log=lambda *a: None).fit()
+        return train_job(config, run_dir, prepared=prepared, log=lambda *a: None).run_dir
     finally:
         torch.set_num_threads(threads)
-    return run_dir
 
 
 @contextlib.contextmanager

@@ -175,7 +175,7 @@ def _summary(hr10, hr10_std, ndcg10, ndcg10_std):
 
 
 def test_versus_sine_by_hand():
-    from sinerec.benchmark_report import table_rows, versus, versus_text
+    from sinerec.benchmark.report import table_rows, versus, versus_text
 
     summary = {"sasrec": _summary(0.25, 0.01, 0.101, 0.002), "gru4rec": _summary(0.22, 0.0, 0.09, 0.01),
                "sine": _summary(0.20, 0.01, 0.10, 0.005), "mostpop": _summary(0.04, 0.0, 0.02, 0.0)}

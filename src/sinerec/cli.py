@@ -15,6 +15,8 @@ from sinerec.errors import SinerecError
 if TYPE_CHECKING:
     from sinerec.config import Config
     from sinerec.distributed import DistContext
+    from sinerec.job import RunStart
+    from sinerec.pipeline import Prepared
     from sinerec.runs import LoadedRun
 
 
@@ -166,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from sinerec import distributed
     from sinerec.config import load_config
-    from sinerec.train import resolve_device, tune_malloc
+    from sinerec.runs import CONFIG
+    from sinerec.train import resolve_device
 
-    tune_malloc()
     overrides = _data_overrides(args)
     for opt, key in (("model", "model"), ("protocol", "protocol.name"), ("epochs", "train.epochs"),
                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
@@ -182,9 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append("train.compile=true")
     out = Path(args.out) if args.out else None
     if args.resume:
-        if out is None or not (out / "config.json").exists():
-            raise SinerecError("--resume needs --out pointing at an earlier run directory (with config.json)")
-        config = load_config(json.loads((out / "config.json").read_text()), overrides=args.overrides)
+        if out is None or not (out / CONFIG).exists():
+            raise SinerecError(f"--resume needs --out pointing at an earlier run directory (with {CONFIG})")
+        config = load_config(json.loads((out / CONFIG).read_text()), overrides=args.overrides)
     else:
         config = load_config(file=args.config, overrides=overrides + args.overrides)
     ctx = distributed.init(resolve_device(config.train.device))  # under torchrun: join the process group
@@ -195,43 +197,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_run(args: argparse.Namespace, config: Config, out: Path | None, ctx: DistContext) -> int:
-    """The body of ``sinerec train`` on every process; only rank 0 prints and writes files."""
-    from sinerec import distributed
-    from sinerec.pipeline import metrics_document, prepare, write_run_header
-    from sinerec.storage import write_json
-    from sinerec.train import Trainer
+    """The body of ``sinerec train`` on every process (the training job); only rank 0 prints."""
+    from sinerec import runs
+    from sinerec.job import train_run
 
     say = (lambda *a: None) if args.quiet or not ctx.is_main else print
-    prepared = prepare(config)
-    d = prepared.data
-    say(f"data: {d.name}: {d.num_users:,} users, {d.num_items:,} items, {d.num_interactions:,} interactions "
-        f"(fingerprint {d.fingerprint()}); protocol {config.protocol.name} "
-        f"(split {prepared.split.fingerprint}), {len(prepared.split.train):,} training examples "
-        f"[{prepared.seconds:.1f}s]")
-    if out is None:  # rank 0's clock names the run for every rank
-        out = Path(distributed.broadcast_object(
-            str(Path("runs") / f"{config.model}-{d.name}-{time.strftime('%Y%m%d-%H%M%S')}"), ctx))
-    if not args.resume:
-        if (out / "metrics.json").exists() or (out / "checkpoint.pt").exists():
-            raise SinerecError(f"{out} already holds a run; choose another --out or pass --resume")
-        distributed.barrier(ctx)  # every rank has looked before rank 0 writes
-        if ctx.is_main:
-            write_run_header(out, config, prepared)
-    trainer = Trainer(config, prepared.data, prepared.split, run_dir=out, log=say, dist=ctx)
-    n_params = sum(p.numel() for p in trainer.model.parameters())
-    where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
-    say(f"model: {config.model} ({n_params:,} parameters) on {trainer.device}{where}")
-    result = trainer.fit(resume=args.resume)
+
+    def data_line(prepared: Prepared) -> None:
+        d = prepared.data
+        say(f"data: {d.name}: {d.num_users:,} users, {d.num_items:,} items, {d.num_interactions:,} interactions "
+            f"(fingerprint {d.fingerprint()}); protocol {config.protocol.name} "
+            f"(split {prepared.split.fingerprint}), {len(prepared.split.train):,} training examples "
+            f"[{prepared.seconds:.1f}s]")
+
+    def model_line(start: RunStart) -> None:
+        where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
+        say(f"model: {config.model} ({start.n_parameters:,} parameters) on {start.device}{where}")
+
+    run = train_run(config, out, resume=args.resume, log=say, dist=ctx, on_prepared=data_line, on_start=model_line)
     if not ctx.is_main:
         return 0
-    doc = metrics_document(config, prepared, result)
-    doc["train"]["processes"] = ctx.world_size
-    write_json(out / "metrics.json", doc)
-    print(format_metrics_table(doc))
-    print(f"\nrun directory: {out}")
-    for name in ("metrics.json", "config.json", "model.pt", "log.jsonl", "items.csv"):
-        if (out / name).exists():
-            print(f"  {out / name}")
+    print(format_metrics_table(run.metrics))
+    print(f"\nrun directory: {run.run_dir}")
+    for name in (runs.METRICS, runs.CONFIG, runs.MODEL, runs.LOG, runs.ITEMS):
+        if (run.run_dir / name).exists():
+            print(f"  {run.run_dir / name}")
     return 0
 
 

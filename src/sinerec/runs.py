@@ -1,14 +1,22 @@
-"""Run directories: everything a training run writes, written atomically.
+"""Run directories: the one owner of their layout, what goes into them and how they are read back.
 
-    RUN/config.json     the resolved configuration
-    RUN/data.json       dataset summary, preprocessing steps and split summary (fingerprints)
-    RUN/items.csv       item index -> original id, title, categories
-    RUN/users.csv       user index -> original id
-    RUN/sequences.npz   the preprocessed sequences (items, offsets), so a run can recommend for known users
-    RUN/log.jsonl       one JSON object per epoch
-    RUN/model.pt        best weights (a plain state dict: torch.load(..., weights_only=True))
-    RUN/checkpoint.pt   last full training state, for --resume
-    RUN/metrics.json    final validation and test metrics
+A run directory (``runs/MODEL-DATASET-TIME`` by default, see :func:`default_run_dir`) holds:
+
+    RUN/config.json     CONFIG       the resolved configuration                          (header)
+    RUN/data.json       DATA_INFO    dataset summary, preprocessing steps and split summary (header)
+    RUN/items.csv       ITEMS        item index -> original id, title, categories          (header)
+    RUN/users.csv       USERS        user index -> original id                             (header)
+    RUN/sequences.npz   SEQUENCES    the preprocessed sequences (items, offsets)           (header)
+    RUN/log.jsonl       LOG          one JSON object per epoch                             (training)
+    RUN/model.pt        MODEL        best weights (a plain state dict, weights_only)       (training)
+    RUN/checkpoint.pt   CHECKPOINT   last full training state, for resuming                (training)
+    RUN/metrics.json    METRICS      final validation and test metrics (metrics_document)  (end)
+
+The header is written before training (:func:`write_run_header`), the training files by the trainer through
+the functions here (:func:`save_best_weights`, :func:`save_checkpoint`, :func:`append_log`), the metrics
+document at the end (:func:`write_metrics`). Every file is written atomically (``sinerec.storage``) except the
+log, which grows by whole lines and is rewritten atomically on resume. A directory holds a run
+(:func:`holds_run`) once it has a checkpoint or metrics; :func:`load_run` reads a finished one back.
 """
 
 from __future__ import annotations
@@ -16,20 +24,84 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from sinerec import __version__
 from sinerec.config import Config
 from sinerec.data.preprocess import SequenceData
 from sinerec.errors import SinerecError
 from sinerec.ids import ids_from_text
 from sinerec.models.base import SequentialRecommender
-from sinerec.storage import atomic_write_bytes, atomic_write_text, load_torch
+from sinerec.storage import atomic_write_bytes, atomic_write_text, load_torch, save_torch, write_json
 
-__all__ = ["LoadedRun", "load_data", "load_run", "save_data"]
+if TYPE_CHECKING:
+    from sinerec.pipeline import Prepared
+    from sinerec.train import TrainResult
+
+__all__ = ["CONFIG", "DATA_INFO", "ITEMS", "USERS", "SEQUENCES", "LOG", "MODEL", "CHECKPOINT", "METRICS", "LAYOUT",
+           "HEADER", "default_run_dir", "holds_run", "write_run_header", "write_run_data", "save_data",
+           "dataset_summary", "machine_summary", "metrics_document", "write_metrics", "save_best_weights",
+           "save_checkpoint", "load_checkpoint", "append_log", "rewrite_log", "LoadedRun", "load_data", "load_run"]
+
+CONFIG = "config.json"
+DATA_INFO = "data.json"
+ITEMS = "items.csv"
+USERS = "users.csv"
+SEQUENCES = "sequences.npz"
+LOG = "log.jsonl"
+MODEL = "model.pt"
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+
+#: Every file of a run directory -> what it holds (the table of the module docstring).
+LAYOUT: dict[str, str] = {
+    CONFIG: "the resolved configuration",
+    DATA_INFO: "dataset summary, preprocessing steps and split summary (fingerprints)",
+    ITEMS: "item index -> original id, title, categories",
+    USERS: "user index -> original id",
+    SEQUENCES: "the preprocessed sequences (items, offsets), so a run can recommend for known users",
+    LOG: "one JSON object per epoch",
+    MODEL: "best weights (a plain state dict: torch.load(..., weights_only=True))",
+    CHECKPOINT: "last full training state, for resuming",
+    METRICS: "final validation and test metrics",
+}
+#: The files written before training starts.
+HEADER = (CONFIG, DATA_INFO, ITEMS, USERS, SEQUENCES)
+
+
+# ----------------------------------------------------------------------------------------- naming
+def default_run_dir(model: str, dataset: str, when: float | None = None, root: str | Path = "runs") -> Path:
+    """``runs/MODEL-DATASET-YYYYmmdd-HHMMSS`` (local time ``when``, default now)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    return Path(root) / f"{model}-{dataset}-{stamp}"
+
+
+def holds_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a run that has started training (a checkpoint) or finished (metrics)."""
+    return (run_dir / METRICS).exists() or (run_dir / CHECKPOINT).exists()
+
+
+# ----------------------------------------------------------------------------------------- header
+def write_run_header(run_dir: Path, config: Config, prepared: Prepared) -> None:
+    """The files written before training (:data:`HEADER`): configuration, data summary, id maps, sequences."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG, config.to_dict())
+    write_run_data(run_dir, prepared)
+
+
+def write_run_data(run_dir: Path, prepared: Prepared) -> None:
+    """The data part of the header: ``data.json`` (dataset and split summaries), id maps and sequences."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / DATA_INFO, {"dataset": dataset_summary(prepared.data), "protocol": prepared.split.summary()})
+    save_data(run_dir, prepared.data)
 
 
 def save_data(run_dir: Path, data: SequenceData) -> None:
@@ -41,16 +113,91 @@ def save_data(run_dir: Path, data: SequenceData) -> None:
         title = data.item_titles[idx] if data.item_titles else ""
         cats = "|".join(data.item_categories[idx]) if data.item_categories else ""
         w.writerow([idx, data.item_ids[idx], title, cats])
-    atomic_write_text(run_dir / "items.csv", buf.getvalue())
+    atomic_write_text(run_dir / ITEMS, buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["user_index", "user_id"])
     for idx, uid in enumerate(data.user_ids):
         w.writerow([idx, uid])
-    atomic_write_text(run_dir / "users.csv", buf.getvalue())
+    atomic_write_text(run_dir / USERS, buf.getvalue())
     npz = io.BytesIO()
     np.savez_compressed(npz, items=data.items.astype(np.int32), offsets=data.offsets)
-    atomic_write_bytes(run_dir / "sequences.npz", npz.getvalue())
+    atomic_write_bytes(run_dir / SEQUENCES, npz.getvalue())
+
+
+def dataset_summary(data: SequenceData) -> dict[str, Any]:
+    """The ``dataset`` entry of ``data.json``: name, counts, fingerprint and preprocessing steps."""
+    d = data.describe()
+    return {"name": d["name"], "n_users": d["n_users"], "n_items": d["n_items"],
+            "n_interactions": d["n_interactions"], "fingerprint": d["fingerprint"], "steps": data.steps}
+
+
+# ----------------------------------------------------------------------------------------- training files
+def save_best_weights(run_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    """``model.pt``: the best weights so far, a plain state dict."""
+    save_torch(run_dir / MODEL, state)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    """``checkpoint.pt``: the full training state after an epoch (see ``Trainer.fit``)."""
+    save_torch(run_dir / CHECKPOINT, state)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The state :func:`save_checkpoint` wrote; an error when there is none."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        raise SinerecError(f"--resume: no checkpoint at {path}")
+    state: dict[str, Any] = load_torch(path)
+    return state
+
+
+def append_log(run_dir: Path, record: dict[str, Any]) -> None:
+    """One epoch's record as a line of ``log.jsonl``."""
+    with open(run_dir / LOG, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def rewrite_log(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """``log.jsonl`` replaced by ``records`` (on resume: drop epochs after the checkpoint)."""
+    atomic_write_text(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in records))
+
+
+# ----------------------------------------------------------------------------------------- metrics
+def machine_summary() -> dict[str, Any]:
+    """Versions, CPU count, torch threads, GPU and platform of this process."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "sinerec": __version__,
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "platform": platform.platform()}
+
+
+def metrics_document(config: Config, prepared: Prepared, result: TrainResult,
+                     processes: int | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json`` (metrics as fractions); ``processes`` (ranks that trained) is recorded
+    under ``train`` when given."""
+    train: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": len(result.history),
+                             "seconds": round(result.train_seconds, 2),
+                             "examples_per_second": round(result.examples_per_second, 1)}
+    if processes is not None:
+        train["processes"] = processes
+    return {
+        "model": config.model,
+        "dataset": {k: v for k, v in dataset_summary(prepared.data).items() if k != "steps"},
+        "protocol": prepared.split.summary(),
+        "valid": result.valid.means,
+        "test": result.test.means,
+        "train": train,
+        "machine": machine_summary(),
+    }
+
+
+def write_metrics(run_dir: Path, document: dict[str, Any]) -> None:
+    """``metrics.json``: written last, it marks the run as finished."""
+    write_json(run_dir / METRICS, document)
+
+
+# ----------------------------------------------------------------------------------------- reading
 
 
 def load_data(run_dir: str | Path) -> SequenceData:
@@ -58,13 +205,13 @@ def load_data(run_dir: str | Path) -> SequenceData:
     import pandas as pd
 
     run_dir = Path(run_dir)
-    for name in ("items.csv", "users.csv", "sequences.npz", "data.json"):
+    for name in (ITEMS, USERS, SEQUENCES, DATA_INFO):
         if not (run_dir / name).exists():
             raise SinerecError(f"{run_dir}: not a sinerec run directory ({name} is missing)")
-    items = pd.read_csv(run_dir / "items.csv", dtype=str, keep_default_na=False)
-    users = pd.read_csv(run_dir / "users.csv", dtype=str, keep_default_na=False)
-    seq = np.load(run_dir / "sequences.npz")
-    info = json.loads((run_dir / "data.json").read_text())
+    items = pd.read_csv(run_dir / ITEMS, dtype=str, keep_default_na=False)
+    users = pd.read_csv(run_dir / USERS, dtype=str, keep_default_na=False)
+    seq = np.load(run_dir / SEQUENCES)
+    info = json.loads((run_dir / DATA_INFO).read_text())
     item_ids = np.empty(len(items) + 1, dtype=object)
     item_ids[0] = None
     item_ids[1:] = ids_from_text(items["item_id"])
@@ -96,16 +243,16 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     from sinerec.models import build_model
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise SinerecError(f"{run_dir}: not a sinerec run directory (config.json is missing)")
-    if not (run_dir / "model.pt").exists():
-        raise SinerecError(f"{run_dir}: the run has no model.pt yet (is it still training?)")
-    config = load_config(json.loads((run_dir / "config.json").read_text()))
+    if not (run_dir / CONFIG).exists():
+        raise SinerecError(f"{run_dir}: not a sinerec run directory ({CONFIG} is missing)")
+    if not (run_dir / MODEL).exists():
+        raise SinerecError(f"{run_dir}: the run has no {MODEL} yet (is it still training?)")
+    config = load_config(json.loads((run_dir / CONFIG).read_text()))
     data = load_data(run_dir)
     model = build_model(config.model, data.num_items, config.data.max_len, config.model_params)
-    model.load_state_dict(load_torch(run_dir / "model.pt"))
+    model.load_state_dict(load_torch(run_dir / MODEL))
     model.to(device).eval()
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else None
-    log_path = run_dir / "log.jsonl"
+    metrics = json.loads((run_dir / METRICS).read_text()) if (run_dir / METRICS).exists() else None
+    log_path = run_dir / LOG
     history = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
     return LoadedRun(run_dir, config, model, data, metrics, history)

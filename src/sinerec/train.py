@@ -3,7 +3,10 @@
 Adam, early stopping on a validation metric with patience, the best weights restored for the test
 evaluation, a progress bar with loss and examples per second, a per-epoch JSON log, seeded and
 deterministic on CPU, resumable from the last checkpoint. Process-level concerns (devices, ranks) stay here
-and in ``sinerec.distributed``; models only map histories to vectors.
+and in ``sinerec.distributed``; models only map histories to vectors. The trainer changes no process-wide
+state: its random draws (initial weights, dropout) come from its own stream seeded by ``train.seed``
+(:meth:`Trainer.random_stream`), and torch threads are the training job's (``sinerec.job``). The files it
+writes into a run directory are named and written by ``sinerec.runs``.
 
 Several processes (``torchrun``, see ``sinerec.distributed``): ``train.batch_size`` is the *global* batch;
 each of N ranks takes its ``batch_size / N`` share of every step's examples (a disjoint shard of the epoch's
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import queue
 import threading
@@ -35,7 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sinerec import distributed, losses
+from sinerec import distributed, losses, runs
 from sinerec.config import Config
 from sinerec.data.batching import TrainBatches
 from sinerec.data.preprocess import SequenceData
@@ -44,23 +46,6 @@ from sinerec.distributed import DistContext
 from sinerec.errors import SinerecError
 from sinerec.evaluate import EvalResult, evaluate
 from sinerec.models import SequentialRecommender, build_model
-from sinerec.storage import atomic_write_text, load_torch, save_torch
-
-
-def tune_malloc() -> None:
-    """Keep glibc from unmapping and re-faulting the large activation buffers on every training step
-    (M_MMAP_THRESHOLD and M_TRIM_THRESHOLD to 1 GiB): 20-25 % faster steps at batch 1024 on CPU."""
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,12 +99,13 @@ class Trainer:
     """Trains ``config.model`` on ``split.train`` and evaluates on ``split.valid`` / ``split.test``.
 
     ``run_dir`` (optional) receives ``log.jsonl``, ``model.pt`` (best weights) and ``checkpoint.pt`` (rank 0
-    only). ``dist`` is the process context from :func:`sinerec.distributed.init` (default: one process on
-    ``train.device``).
+    only, see ``sinerec.runs``). ``dist`` is the process context from :func:`sinerec.distributed.init`
+    (default: one process on ``train.device``). Constructing and fitting a trainer leaves torch's global
+    generators and thread count as they were.
     """
 
     def __init__(self, config: Config, data: SequenceData, split: Split, run_dir: Path | None = None,
-                 log: Any = print, dist: DistContext | None = None) -> None:
+                 log: Callable[[str], None] = print, dist: DistContext | None = None) -> None:
         self.config = config
         self.data = data
         self.split = split
@@ -129,10 +115,11 @@ class Trainer:
         self.device = self.dist.device
         self.log = log if self.dist.is_main else (lambda *a, **k: None)
         self.writes = run_dir is not None and self.dist.is_main  # only rank 0 writes files
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
-        torch.manual_seed(config.train.seed)
-        self.model = build_model(config.model, data.num_items, config.data.max_len, config.model_params)
+        seed, cuda = config.train.seed, self.device.type == "cuda"
+        self._rng_state = torch.Generator().manual_seed(seed).get_state()
+        self._cuda_rng_state = torch.Generator(self.device).manual_seed(seed).get_state() if cuda else None
+        with self.random_stream():
+            self.model = build_model(config.model, data.num_items, config.data.max_len, config.model_params)
         self.model.to(self.device)
         self.loss_module = TrainingLoss(self.model)
         self.step_module: Callable[..., Any] = self.loss_module  # DDP- / compile-wrapped in fit
@@ -143,6 +130,24 @@ class Trainer:
         self.autocast = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
         prefetch = config.train.prefetch
         self.prefetch = prefetch if prefetch is not None else (2 if self.device.type == "cuda" else 0)
+
+    @contextlib.contextmanager
+    def random_stream(self) -> Iterator[None]:
+        """Torch's global generators (CPU, and this trainer's GPU) replaced by the trainer's stream for the
+        block, and the caller's put back after it: the trainer's draws are one sequence seeded by
+        ``train.seed`` (what ``torch.manual_seed(seed)`` before building the model would give) and the
+        process's own generators are not touched."""
+        cuda = self._cuda_rng_state is not None
+        with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type="cuda"):
+            torch.set_rng_state(self._rng_state)
+            if self._cuda_rng_state is not None:
+                torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
+            try:
+                yield
+            finally:
+                self._rng_state = torch.get_rng_state()
+                if cuda:
+                    self._cuda_rng_state = torch.cuda.get_rng_state(self.device)
 
     # ----------------------------------------------------------------------------------------- loss
     def _make_sampler(self) -> Any:
@@ -273,6 +278,12 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> TrainResult:
+        """Train (or, with ``resume``, continue from ``run_dir``'s checkpoint), restore the best weights and
+        evaluate them on the validation and test queries."""
+        with self.random_stream():
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg = self.config.train
         if not self.model.trainable:
             counts = self.split.train.item_counts  # (M + 1,) interactions per item in the training part
@@ -281,7 +292,7 @@ class Trainer:
             valid, test = self.evaluate("valid", cfg.progress), self.evaluate("test", cfg.progress)
             if self.writes:
                 assert self.run_dir is not None
-                save_torch(self.run_dir / "model.pt", self.model.state_dict())
+                runs.save_best_weights(self.run_dir, self.model.state_dict())
             return TrainResult(self.model, valid, test)
 
         optimizer = self.make_optimizer()
@@ -289,11 +300,10 @@ class Trainer:
         history: list[dict[str, Any]] = []
         best_value, best_epoch, bad_epochs, start_epoch = -math.inf, 0, 0, 0
         best_state = copy.deepcopy(self.model.state_dict())
-        ckpt_path = self.run_dir / "checkpoint.pt" if self.run_dir else None
         if resume:
-            if ckpt_path is None or not ckpt_path.exists():
-                raise SinerecError(f"--resume: no checkpoint at {ckpt_path}")
-            state = load_torch(ckpt_path)
+            if self.run_dir is None:
+                raise SinerecError("--resume: the trainer has no run directory to resume from")
+            state = runs.load_checkpoint(self.run_dir)
             self.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             best_state = state["best_model"]
@@ -302,10 +312,10 @@ class Trainer:
             history = state["history"]
             self.sample_generator.set_state(state["sample_generator"])
             torch.set_rng_state(state["torch_rng"])
-            self.log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+            self.log(f"resumed from {self.run_dir / runs.CHECKPOINT} after epoch {start_epoch}")
             if self.writes:
                 # the log may hold epochs after the checkpoint (a crash between the two writes): rewrite it
-                atomic_write_text(ckpt_path.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                runs.rewrite_log(self.run_dir, history)
         self.wrap_step_module()
 
         train_seconds = sum(h["seconds"] for h in history)
@@ -330,16 +340,16 @@ class Trainer:
                     best_state = copy.deepcopy(self.model.state_dict())
                     if self.writes:
                         assert self.run_dir is not None
-                        save_torch(self.run_dir / "model.pt", best_state)
+                        runs.save_best_weights(self.run_dir, best_state)
                 else:
                     bad_epochs += 1
                 stop = bad_epochs >= cfg.patience
             history.append(record)
             self.log(_epoch_line(record, cfg.monitor, best_epoch))
             if self.writes:
-                assert self.run_dir is not None and ckpt_path is not None
-                _append_jsonl(self.run_dir / "log.jsonl", record)
-                save_torch(ckpt_path, {
+                assert self.run_dir is not None
+                runs.append_log(self.run_dir, record)
+                runs.save_checkpoint(self.run_dir, {
                     "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
                     "best_model": best_state, "best_value": best_value, "best_epoch": best_epoch,
                     "bad_epochs": bad_epochs, "epoch": epoch + 1, "history": history,
@@ -405,8 +415,3 @@ def _epoch_line(record: dict[str, Any], monitor: str, best_epoch: int) -> str:
     if "valid" in record:
         line += f"  valid {monitor} {100 * record['valid'][monitor]:.2f}%  (best epoch {best_epoch})"
     return line
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")

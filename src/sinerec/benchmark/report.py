@@ -17,7 +17,8 @@ from typing import Any
 
 from sinerec.config import Config
 from sinerec.errors import ConfigError
-from sinerec.pipeline import Prepared, dataset_summary, machine_summary
+from sinerec.pipeline import Prepared
+from sinerec.runs import dataset_summary, machine_summary
 from sinerec.storage import atomic_write_bytes, atomic_write_text, write_json
 
 #: Metric families shown in the tables, per protocol (Recall equals HR with one target, so not under loo).
