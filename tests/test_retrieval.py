@@ -1,5 +1,6 @@
-"""The (ids, scores) index contract: one suite that every backend passes, the approximate ones configured to
-be exact (IVF visiting every cell, HNSW with a candidate list larger than the catalogue)."""
+"""The (ids, scores) index contract: one suite, generated from the backend table, that every backend passes,
+the approximate ones configured to be exact (their ``exact_settings``: IVF visiting every cell, HNSW with a
+candidate list larger than the catalogue). Only backends that need Faiss skip without it."""
 
 import json
 
@@ -7,29 +8,41 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("faiss", reason="the Faiss backends need faiss-cpu (pip install 'sinerec[faiss]')")
-
-from sinerec.errors import ConfigError, SinerecError  # noqa: E402
-from sinerec.evaluate import topk_items  # noqa: E402
-from sinerec.retrieval import (  # noqa: E402
+from sinerec.cli import build_parser
+from sinerec.errors import ConfigError, SinerecError
+from sinerec.evaluate import topk_items
+from sinerec.retrieval import (
+    BACKENDS,
+    BackendSpec,
     IndexSettings,
+    ItemIndex,
     build_index,
+    faiss_available,
     load_index,
     merge_multi,
     recall_at_k,
+    register_backend,
     vectors_fingerprint,
 )
 
 M, D, B, K = 97, 13, 7, 3  # odd, distinct sizes: a transposed dimension fails loudly
 
-EXACT_CONFIGS = {
-    "flat": IndexSettings("flat"),
-    "torch": IndexSettings("torch"),
-    "ivf-one-cell": IndexSettings("ivf", nlist=1, nprobe=1),
-    "ivf-every-cell": IndexSettings("ivf", nlist=5, nprobe=5),
-    "hnsw-wide": IndexSettings("hnsw", hnsw_m=8, ef_construction=64, ef_search=256),
-}
-backends = pytest.mark.parametrize("settings", list(EXACT_CONFIGS.values()), ids=list(EXACT_CONFIGS))
+NO_FAISS = "the Faiss backends need faiss-cpu (pip install 'sinerec[faiss]')"
+needs_faiss = pytest.mark.skipif(not faiss_available(), reason=NO_FAISS)
+
+
+def backend_cases() -> list:
+    """One case per (backend, exact configuration) of the table; Faiss backends skip without Faiss."""
+    cases = []
+    for name, spec in BACKENDS.items():
+        for i, overrides in enumerate(spec.exact_settings):
+            case_id = name if len(spec.exact_settings) == 1 else f"{name}-{i}"
+            marks = [needs_faiss] if spec.needs_faiss else []
+            cases.append(pytest.param(IndexSettings(name, **overrides), id=case_id, marks=marks))
+    return cases
+
+
+backends = pytest.mark.parametrize("settings", backend_cases())
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +128,8 @@ def test_save_and_load_roundtrip(settings, vectors, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no temporary folder left behind
 
 
-@pytest.mark.parametrize("backend", ["flat", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param(name, marks=[needs_faiss] if spec.needs_faiss else [])
+                                     for name, spec in BACKENDS.items() if spec.exact])
 def test_exact_backends_break_ties_to_the_smaller_id(backend):
     # 6 distinct vectors, each repeated: every score comes in a tie group, also at the k-th place.
     base = torch.randn(6, 5, generator=torch.Generator().manual_seed(2))
@@ -126,6 +140,7 @@ def test_exact_backends_break_ties_to_the_smaller_id(backend):
         np.testing.assert_array_equal(ids, topk_items(queries, items, k)[0].numpy())
 
 
+@needs_faiss
 def test_failed_save_leaves_the_old_index_intact(vectors, tmp_path, monkeypatch):
     items, queries, _ = vectors
     old = build_index(items, IndexSettings("flat"))
@@ -147,7 +162,7 @@ def test_failed_save_leaves_the_old_index_intact(vectors, tmp_path, monkeypatch)
 
 def test_load_refuses_an_index_of_other_vectors(vectors, tmp_path):
     items, _, _ = vectors
-    build_index(items, IndexSettings("flat")).save(tmp_path / "index")
+    build_index(items, IndexSettings("torch")).save(tmp_path / "index")
     with pytest.raises(SinerecError, match="other item vectors"):
         load_index(tmp_path / "index", expected_fingerprint=vectors_fingerprint(items + 1))
 
@@ -156,7 +171,7 @@ def test_save_refuses_to_replace_a_folder_that_is_not_an_index(vectors, tmp_path
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("precious")
     with pytest.raises(SinerecError, match="not an index folder"):
-        build_index(vectors[0], IndexSettings("flat")).save(tmp_path / "data")
+        build_index(vectors[0], IndexSettings("torch")).save(tmp_path / "data")
     assert (tmp_path / "data" / "keep.txt").read_text() == "precious"
 
 
@@ -187,6 +202,7 @@ def test_recall_at_k_by_hand():
     assert recall_at_k(approx, exact, 3) == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
+@needs_faiss
 def test_ivf_recall_grows_with_the_cells_visited():
     # 40 clusters of 30 items; queries near the items. Visiting every cell is exact.
     g = np.random.default_rng(4)
@@ -199,13 +215,15 @@ def test_ivf_recall_grows_with_the_cells_visited():
     assert recalls[0] <= recalls[1] <= recalls[2] == 1.0 and recalls[0] < 1.0, recalls
 
 
-def test_exact_falls_back_to_torch_without_faiss(vectors, monkeypatch):
-    import sinerec.retrieval as retrieval
+def test_exact_is_the_evaluators_ranking_with_or_without_faiss(vectors, monkeypatch):
+    import sinerec.retrieval.faiss_index as faiss_index
 
-    monkeypatch.setattr(retrieval, "faiss_available", lambda: False)
-    index = build_index(vectors[0], IndexSettings("exact"))
-    assert index.settings.backend == "torch"
-    np.testing.assert_array_equal(index.search(vectors[1], 5)[0], brute_force(vectors[1], vectors[0], 5)[0])
+    for available in (True, False):
+        monkeypatch.setattr(faiss_index, "faiss_available", lambda available=available: available)
+        index = build_index(vectors[0], IndexSettings("exact"))
+        assert index.settings.backend == "torch" and type(index).__name__ == "TorchIndex"
+        want = topk_items(vectors[1], vectors[0], 5)[0].numpy()
+        np.testing.assert_array_equal(index.search(vectors[1], 5)[0], want)
 
 
 def test_settings_errors_name_the_key_and_value():
@@ -213,3 +231,71 @@ def test_settings_errors_name_the_key_and_value():
         IndexSettings("annoy")
     with pytest.raises(ConfigError, match=r"index.nprobe.*0"):
         IndexSettings("ivf", nprobe=0)
+
+
+# --- a new backend is one class plus one table entry ----------------------------------------------------
+
+
+class NumpyIndex(ItemIndex):
+    """A toy candidate backend: brute force in numpy, saved as vectors.npy."""
+
+    def __init__(self, item_vectors, settings, fingerprint):
+        super().__init__(settings, item_vectors.shape[1], item_vectors.shape[0] - 1, fingerprint)
+        self.item_vectors = item_vectors
+
+    def _raw_search(self, queries, n):
+        scores = queries @ self.item_vectors[1:].T  # (B, M)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        return top + 1, np.take_along_axis(scores, top, 1)
+
+    def _write(self, folder):
+        np.save(folder / "vectors.npy", self.item_vectors)
+
+    @classmethod
+    def load(cls, folder, settings, fingerprint):
+        return cls(np.load(folder / "vectors.npy"), settings, fingerprint)
+
+
+SHARED_SUITE = (test_search_equals_brute_force_topk, test_exclusion_equals_offline_evaluator,
+                test_padding_row_is_never_returned, test_k_beyond_the_catalogue_is_padded,
+                test_multi_vector_search_is_max_over_interests, test_save_and_load_roundtrip)
+
+
+@pytest.fixture
+def toy_backend():
+    register_backend(BackendSpec("toy", "numpy brute force", NumpyIndex, NumpyIndex.load, exact=True,
+                                 settings=("seed",)))
+    yield BACKENDS["toy"]
+    del BACKENDS["toy"]
+
+
+def test_a_registered_backend_reaches_the_cli_build_load_and_the_shared_suite(toy_backend, vectors, tmp_path,
+                                                                             capsys):
+    parser = build_parser()
+    assert parser.parse_args(["index", "build", "--run", "RUN", "--backend", "toy"]).backend == "toy"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["recommend", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "{exact,torch,flat,ivf,hnsw,toy}" in shown and "toy: numpy brute force" in shown
+    assert "--seed" not in shown  # only the fields marked for the command line become flags
+    index = build_index(vectors[0], IndexSettings("toy", seed=3))
+    assert isinstance(index, NumpyIndex) and index.settings.describe() == {"backend": "toy", "seed": 3}
+    loaded = load_index(index.save(tmp_path / "toy"))
+    assert isinstance(loaded, NumpyIndex) and loaded.fingerprint == vectors_fingerprint(vectors[0])
+    cases = {case.id: case.values[0] for case in backend_cases()}
+    assert cases["toy"] == IndexSettings("toy")
+    for shared_test in SHARED_SUITE:
+        arguments = {"settings": cases["toy"], "vectors": vectors, "tmp_path": tmp_path / shared_test.__name__}
+        shared_test(**{name: arguments[name] for name in shared_test.__code__.co_varnames[
+            :shared_test.__code__.co_argcount]})
+
+
+def test_the_shared_suite_is_every_backend_test():
+    shared = {name for name, value in globals().items() if name.startswith("test_")
+              and any(m.name == "parametrize" and m.args[0] == "settings" for m in getattr(value, "pytestmark", []))}
+    assert shared == {t.__name__ for t in SHARED_SUITE}
+
+
+def test_registering_a_taken_name_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend(BackendSpec("exact", "", NumpyIndex, NumpyIndex.load, exact=True))

@@ -306,23 +306,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _add_index_args(p: argparse.ArgumentParser, saved: bool = True) -> None:
+    """The index flags, from the backend table (``sinerec.retrieval.BACKENDS``) and IndexSettings' fields."""
+    from sinerec.retrieval import ALIASES, BACKENDS, backend_names, index_options
+
     g = p.add_argument_group("index")
     if saved:
         g.add_argument("--index", help="a saved index folder (`sinerec index build`) instead of building one")
-    g.add_argument("--backend", choices=["exact", "flat", "torch", "ivf", "hnsw"], default="exact",
-                   help="exact (Faiss flat, or torch without Faiss), flat, torch, ivf, hnsw (default exact)")
-    g.add_argument("--nlist", type=int, default=1024, help="ivf: k-means cells (default 1024)")
-    g.add_argument("--nprobe", type=int, help="ivf: cells visited per query (default 32)")
-    g.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
-    g.add_argument("--ef-construction", type=int, default=200, help="hnsw: build candidate list (default 200)")
-    g.add_argument("--ef-search", type=int, help="hnsw: search candidate list (default 128)")
+    kinds = [f"{alias} (= {target})" for alias, target in ALIASES.items()]
+    kinds += [f"{name}: {spec.summary}" for name, spec in BACKENDS.items()]
+    g.add_argument("--backend", choices=backend_names(), default="exact",
+                   help=f"{'; '.join(kinds)} (default exact)")
+    for option in index_options():
+        # search-time settings stay unset so that a loaded --index keeps its saved values unless given
+        g.add_argument(f"--{option.name.replace('_', '-')}", type=int,
+                       default=None if option.search_time else option.default, help=option.help)
 
 
 def _index_settings(args: argparse.Namespace) -> Any:
-    from sinerec.retrieval import IndexSettings
+    from sinerec.retrieval import IndexSettings, index_options
 
-    return IndexSettings(backend=args.backend, nlist=args.nlist, nprobe=args.nprobe or 32, hnsw_m=args.hnsw_m,
-                         ef_construction=args.ef_construction, ef_search=args.ef_search or 128)
+    given = {o.name: getattr(args, o.name) for o in index_options()}
+    return IndexSettings(backend=args.backend, **{name: v for name, v in given.items() if v is not None})
 
 
 def _run_index(args: argparse.Namespace, run: LoadedRun) -> Any:

@@ -1,12 +1,10 @@
 """Full-ranking evaluation shared by training, benchmarks and the server.
 
-Any model plugs in through two calls: ``model.user_vectors(history)`` -> (B, D) or (B, K, D) and
-``model.item_embeddings()`` -> (M + 1, D). An item's score is the inner product with the user vector, or the
-max over the K interest vectors for multi-vector models (equivalent to per-interest top-k merged by score with
-items deduplicated).
-
-Ranking is over all items 1..M; ties in score go to the smaller item id, so results are deterministic. Scores
-are computed for chunks of items with a running top-k, so memory is O(B * (k + chunk)), never B x M.
+Any model plugs in through its forward output and ``model.item_embeddings()`` -> (M + 1, D). The ranking is
+:mod:`sinerec.ranking`'s, called through the module so that the server's exact index and this evaluator run
+the very same functions: the window (``gather_histories``), the query (``retrieval_query``: the user vector,
+or the K interest vectors of multi-vector models, scored by their max), history exclusion
+(``exclusion_pairs``) and the exact top-k (``topk_items``, ties to the smaller id).
 Evaluation can be sharded over processes by whole query batches (``rank``, ``world_size``, ``gather``) with
 results identical to one process's.
 """
@@ -20,12 +18,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sinerec import ranking
 from sinerec.data.batching import gather_histories
 from sinerec.data.preprocess import SequenceData
-from sinerec.data.splits import EvalSet, _ranges
+from sinerec.data.splits import EvalSet
 from sinerec.errors import ConfigError
 from sinerec.metrics import DEFAULT_METRICS, METRICS, compute_metrics
 from sinerec.models.base import SequentialRecommender
+from sinerec.ranking import score_items, topk_items
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "score_items", "shard_batches", "topk_items"]
 
 
 @dataclass(frozen=True)
@@ -58,83 +60,6 @@ class EvalResult:
     per_query: dict[str, np.ndarray] = field(repr=False)  # metric -> (Q,)
     users: np.ndarray = field(repr=False)  # (Q,) user index of each query
     n_queries: int = 0
-
-
-def score_items(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """user (B, D) or (B, K, D), items (C, D) -> scores (B, C); multi-vector: max over K."""
-    if user.dim() == 3:
-        return torch.einsum("bkd,cd->bkc", user, items).amax(dim=1)
-    return user @ items.T
-
-
-def topk_items(user: torch.Tensor, item_vectors: torch.Tensor, k: int,
-               exclude_rows: torch.Tensor | None = None, exclude_items: torch.Tensor | None = None,
-               chunk_size: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k items by score with ties to the smaller id, and item 0 (padding) never returned.
-
-    Args:
-        user: (B, D) or (B, K, D) query vectors.
-        item_vectors: (M + 1, D); row 0 is padding.
-        k: list length (at most M).
-        exclude_rows, exclude_items: (E,) pairs (query row, item id) that must not be returned.
-    Returns:
-        ids (B, k) long and scores (B, k). Where fewer than k items are allowed, the tail has id -1 and
-        score -inf.
-    """
-    num_rows = item_vectors.shape[0]
-    B = user.shape[0]
-    best_scores = user.new_full((B, 0), float("-inf"))
-    best_ids = torch.zeros((B, 0), dtype=torch.long, device=user.device)
-    for lo in range(0, num_rows, chunk_size):
-        hi = min(lo + chunk_size, num_rows)
-        scores = score_items(user, item_vectors[lo:hi]).float()  # (B, C)
-        if lo == 0:
-            scores[:, 0] = float("-inf")  # padding
-        if exclude_rows is not None and exclude_items is not None and len(exclude_rows):
-            sel = (exclude_items >= lo) & (exclude_items < hi)
-            scores[exclude_rows[sel], exclude_items[sel] - lo] = float("-inf")
-        cand_scores, cand_ids = _chunk_candidates(scores, k, lo)  # (B, c), c >= min(k, C), ids ascending
-        # Earlier chunks hold smaller ids and come first: a stable sort keeps ties in id order.
-        cat_scores = torch.cat([best_scores, cand_scores], dim=1)
-        cat_ids = torch.cat([best_ids, cand_ids], dim=1)
-        order = torch.sort(cat_scores, dim=1, descending=True, stable=True).indices[:, :k]
-        best_scores = torch.gather(cat_scores, 1, order)
-        best_ids = torch.gather(cat_ids, 1, order)
-    if best_ids.shape[1] < k:  # fewer items than k: pad
-        pad = k - best_ids.shape[1]
-        best_ids = torch.cat([best_ids, best_ids.new_full((B, pad), -1)], dim=1)
-        best_scores = torch.cat([best_scores, best_scores.new_full((B, pad), float("-inf"))], dim=1)
-    best_ids = torch.where(torch.isinf(best_scores) & (best_scores < 0), -1, best_ids)
-    return best_ids, best_scores
-
-
-def _chunk_candidates(scores: torch.Tensor, k: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The entries of a score chunk that can enter a top-k, in ascending id order.
-
-    Sorting a whole (B, C) chunk costs more than the scores themselves; ``torch.topk`` is fast but breaks
-    ties arbitrarily. So topk only finds each row's k-th largest score, and every entry at or above it (all
-    ties included) is kept, in id order: the stable sort that follows gives exactly the result of stable-
-    sorting the whole chunk. Rows pad with -inf (removed by the caller's -inf -> -1 rule).
-
-    Args:
-        scores: (B, C) float scores of items ``offset .. offset + C - 1``.
-    Returns:
-        scores (B, c) and ids (B, c) long, c = the largest number of kept entries of a row (>= min(k, C)).
-    """
-    B, C = scores.shape
-    kk = min(k, C)
-    threshold = torch.topk(scores, kk, dim=1, sorted=False).values.amin(dim=1, keepdim=True)  # (B, 1)
-    keep = scores >= threshold  # (B, C); NaN rows keep nothing
-    rows, cols = keep.nonzero(as_tuple=True)  # row-major: ascending column within a row
-    counts = torch.bincount(rows, minlength=B)  # (B,)
-    width = int(counts.max()) if B else 0
-    first = torch.cumsum(counts, 0) - counts  # (B,) index of each row's first kept entry in rows/cols
-    slot = torch.arange(rows.numel(), device=scores.device) - first[rows]
-    cand_scores = scores.new_full((B, width), float("-inf"))
-    cand_ids = torch.full((B, width), -1, dtype=torch.long, device=scores.device)
-    cand_scores[rows, slot] = scores[rows, cols]
-    cand_ids[rows, slot] = cols + offset
-    return cand_scores, cand_ids
 
 
 def shard_batches(n_queries: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
@@ -182,13 +107,11 @@ def evaluate(model: SequentialRecommender, data: SequenceData, queries: EvalSet,
         hi = min(lo + config.batch_size, len(queries))
         hs, he = queries.hist_start[lo:hi], queries.hist_end[lo:hi]
         history = torch.from_numpy(gather_histories(data.items, hs, he, max_len)).to(device)
-        user = model.user_vectors(history)
+        user = ranking.retrieval_query(model, model(history))  # (B, D) or (B, K, D)
         ex_rows = ex_items = None
         if exclude_history:
-            lengths = he - hs
-            ex_rows = torch.from_numpy(np.repeat(np.arange(hi - lo), lengths)).to(device)
-            ex_items = torch.from_numpy(data.items[_ranges(hs, he)]).to(device)
-        ids, _ = topk_items(user, item_vectors, kmax, ex_rows, ex_items, config.item_chunk)
+            ex_rows, ex_items = ranking.exclusion_pairs(data.items, hs, he, device)
+        ids, _ = ranking.topk_items(user, item_vectors, kmax, ex_rows, ex_items, config.item_chunk)
         ids_np = ids.cpu().numpy()
         # membership of each listed item in the query's targets, via (row, item) keys: no B x M mask
         width = item_vectors.shape[0]

@@ -70,7 +70,7 @@ class _Catalogue:
 
     def user(self, u: int) -> dict[str, Any]:
         data = self.run.data
-        seq = data.items[data.offsets[u]:data.offsets[u + 1]]
+        seq = data.sequence(u)
         return {"user_id": plain_id(data.user_ids[u]), "length": int(len(seq)),
                 "history": [self.item(int(i)) for i in seq]}
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sinerec.data.batching import gather_histories
+from sinerec.data.batching import user_windows
 from sinerec.errors import SinerecError
 from sinerec.ids import id_column
 from sinerec.storage import atomic_write_bytes, write_json
@@ -50,11 +50,10 @@ USER_EXTRAS = ("concept_ids", "gates", "aggregation")
 def user_tables(run: LoadedRun, batch_size: int = 512) -> dict[str, np.ndarray]:
     """Per-user columns (see the module docstring), computed in batches of ``batch_size`` users."""
     data, model, max_len = run.data, run.model, run.config.data.max_len
-    starts, ends = data.offsets[:-1], data.offsets[1:]
     parts: dict[str, list[np.ndarray]] = {}
     for lo in range(0, data.num_users, batch_size):
         hi = min(lo + batch_size, data.num_users)
-        history = torch.from_numpy(gather_histories(data.items, starts[lo:hi], ends[lo:hi], max_len))  # (B, T)
+        history = torch.from_numpy(user_windows(data, np.arange(lo, hi), max_len))  # (B, T)
         with torch.inference_mode():
             out = model(history)
         columns = {"vector": out.user}  # (B, D)

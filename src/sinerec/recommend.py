@@ -1,15 +1,15 @@
 """Recommendations for a history of original item ids: the one code path of the CLI, the server and tests.
 
 A :class:`Recommender` wraps a trained run (``sinerec.runs.LoadedRun``) and an item index
-(``sinerec.retrieval``). For each request it maps the original ids to item indices, builds the (B, T)
-left-padded history of the last T = ``data.max_len`` items exactly as the offline evaluator does
-(``gather_histories``), runs the model once, searches the index with the model's retrieval query (the user
-vector, or the K interest vectors of multi-vector models) and excludes the items of the whole history, as
-the evaluator's ``exclude_history``. With an exact index the list therefore equals
-``sinerec.evaluate.topk_items`` on the same model (tested).
+(``sinerec.retrieval``). It is built from the offline evaluator's own functions: for each request it maps
+the original ids to item indices, builds the (B, T) window of the last T = ``data.max_len`` items with
+``left_padded`` (``gather_histories``), runs the model once, takes the query by
+``sinerec.ranking.retrieval_query`` (the user vector, or the K interest vectors of multi-vector models) and
+searches the index, excluding the items of the whole history as the evaluator's ``exclude_history``. The
+default (exact) index is ``sinerec.ranking.topk_items`` itself; Faiss indexes are the declared alternative.
 
-Each item is explained by the interest that scores it highest (argmax_k phi_k . h_item, or the interest
-whose search found it for multi-vector models) and, for SINE, that interest's activated concept. SINE's
+Each item is explained by the interest that scores it highest (``sinerec.ranking.interest_behind``, or the
+interest whose search found it with a Faiss index) and, for SINE, that interest's activated concept. SINE's
 explanation adds the activated concepts with their gates, the aggregation weights e and, per history item,
 P(k|t) (which interest the item expresses) and the attention P(t|k).
 
@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sinerec import ranking
+from sinerec.data.batching import left_padded, user_windows
 from sinerec.errors import SinerecError
 from sinerec.ids import IdMap, plain_id
-from sinerec.retrieval import IndexSettings, ItemIndex, build_index, vectors_fingerprint
+from sinerec.retrieval import IndexSettings, ItemIndex, build_index, recall_at_k, vectors_fingerprint
 
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
@@ -137,8 +139,7 @@ class Recommender:
         u = self.user_map.index(user_id)
         if u is None:
             raise RequestError(f"user: unknown user id {user_id!r}")
-        items = self.data.items[self.data.offsets[u]:self.data.offsets[u + 1]]
-        return [plain_id(self.data.item_ids[i]) for i in items]
+        return [plain_id(self.data.item_ids[i]) for i in self.data.sequence(u)]
 
     def _item(self, idx: int, score: float, interest: int | None, concept: int | None) -> RecommendedItem:
         data = self.data
@@ -183,14 +184,15 @@ class Recommender:
         batch = left_padded(histories, self.max_len)  # (B, T)
         with torch.inference_mode():
             out = self.model(torch.from_numpy(batch))
-            multi = bool(self.model.multi_vector_retrieval)
-            query = out.interests if multi else out.user  # (B, K, D) or (B, D)
-            interest: np.ndarray | None
-            if multi:
+            query = ranking.retrieval_query(self.model, out)  # (B, D) or (B, K, D)
+            interest: np.ndarray | None = None
+            if query.dim() == 3:
                 ids, scores, interest = self.index.search_multi(query, k, excluded)
             else:
                 ids, scores = self.index.search(query, k, excluded)
-                interest = self._best_interest(out.interests, ids)
+                if out.interests is not None:  # single-vector models with interests (SINE)
+                    interest = ranking.interest_behind(out.interests, self.item_vectors,
+                                                       torch.from_numpy(ids)).numpy()
         extras = {name: t.float().numpy() for name, t in (out.extras or {}).items()}
         results = []
         for b, req in enumerate(requests):
@@ -207,14 +209,6 @@ class Recommender:
             results.append(Recommendation(items, self._explain(extras, b, batch[b, -used:]), used,
                                           len(excluded[b])))
         return results
-
-    def _best_interest(self, interests: torch.Tensor | None, ids: np.ndarray) -> np.ndarray | None:
-        """(B, k) argmax_k phi_k . h_item for single-vector models that also have interests (SINE)."""
-        if interests is None:
-            return None
-        rows = torch.from_numpy(np.clip(ids, 0, None))  # (B, k); padding rows are masked below
-        scores = torch.einsum("bkd,bnd->bnk", interests.float(), self.item_vectors[rows])  # (B, k, K)
-        return np.where(ids >= 1, scores.argmax(dim=-1).numpy(), -1)
 
     def _explain(self, extras: dict[str, np.ndarray], b: int, seen: np.ndarray) -> Explanation | None:
         """SINE's explanation of row b; ``seen`` (n,) the item indices the model saw, oldest first."""
@@ -243,15 +237,6 @@ class Recommender:
         return [self._item(int(i), float(s), None, None) for i, s in zip(ids[0], scores[0], strict=True) if i >= 1]
 
 
-def left_padded(histories: list[np.ndarray], max_len: int) -> np.ndarray:
-    """The last max_len ids of each history, left-padded with 0: (B, max_len) int64, as gather_histories."""
-    out = np.zeros((len(histories), max_len), dtype=np.int64)
-    for b, items in enumerate(histories):
-        tail = items[-max_len:]
-        out[b, max_len - len(tail):] = tail
-    return out
-
-
 def _floats(x: np.ndarray) -> tuple[float, ...]:
     return tuple(round(float(v), 6) for v in x)
 
@@ -260,16 +245,12 @@ def index_recall(run: LoadedRun, index: ItemIndex, k: int = 50, num_queries: int
                  seed: int = 0) -> dict[str, Any]:
     """recall@k of ``index`` against the exact ranking, on the retrieval queries of up to ``num_queries``
     sampled users of the run (their last max_len items, whole history excluded, as served)."""
-    from sinerec.data.batching import gather_histories
-    from sinerec.retrieval import recall_at_k
-
-    data, max_len = run.data, run.config.data.max_len
+    data = run.data
     users = np.sort(np.random.default_rng(seed).permutation(data.num_users)[:num_queries])
-    starts, ends = data.offsets[users], data.offsets[users + 1]
-    history = torch.from_numpy(gather_histories(data.items, starts, ends, max_len))  # (Q, T)
+    history = torch.from_numpy(user_windows(data, users, run.config.data.max_len))  # (Q, T)
     with torch.inference_mode():
-        query = run.model.user_vectors(history)  # (Q, D) or (Q, K, D)
-    exclude = [data.items[s:e] for s, e in zip(starts, ends, strict=True)]
+        query = ranking.retrieval_query(run.model, run.model(history))  # (Q, D) or (Q, K, D)
+    exclude = [data.sequence(int(u)) for u in users]
     exact = build_index(run.model.item_embeddings().detach(), IndexSettings("exact"))
     if query.dim() == 3:
         approx_ids, truth = index.search_multi(query, k, exclude)[0], exact.search_multi(query, k, exclude)[0]

@@ -1,11 +1,24 @@
-"""Turning positions into padded history tensors, vectorised (no Python loop over examples)."""
+"""Turning positions into padded history tensors, vectorised (no Python loop over examples).
+
+"The last T items of a history, left-padded with 0" is :func:`gather_histories`; training batches, the
+offline evaluator, the server (:func:`left_padded`), the export and the explanations (:func:`user_windows`)
+all build their windows with it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sinerec.data.splits import TrainSet
+
+if TYPE_CHECKING:
+    from sinerec.data.preprocess import SequenceData
+
+__all__ = ["TrainBatches", "gather_histories", "left_padded", "user_windows"]
 
 
 def gather_histories(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
@@ -21,6 +34,21 @@ def gather_histories(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, ma
     valid = idx >= starts[:, None]
     out = np.where(valid, items[np.clip(idx, 0, None)], 0)
     return out.astype(np.int64, copy=False)
+
+
+def left_padded(histories: Sequence[np.ndarray], max_len: int) -> np.ndarray:
+    """:func:`gather_histories` for one array of item ids per history: (B, max_len) int64."""
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    if not lengths.any():
+        return np.zeros((len(lengths), max_len), dtype=np.int64)
+    ends = np.cumsum(lengths)
+    items = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
+    return gather_histories(items, ends - lengths, ends, max_len)
+
+
+def user_windows(data: SequenceData, users: np.ndarray, max_len: int) -> np.ndarray:
+    """The last ``max_len`` items of each user's whole sequence, (U, max_len) int64, as served."""
+    return gather_histories(data.items, data.offsets[users], data.offsets[users + 1], max_len)
 
 
 class TrainBatches:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sinerec.data.batching import gather_histories
+from sinerec.data.batching import user_windows
 from sinerec.errors import SinerecError
-from sinerec.evaluate import topk_items
 from sinerec.explain.nmi import MULTILABEL_RULE, NMI_NORMALISATION, item_nmi, random_assignment_nmi
 from sinerec.ids import plain_id
+from sinerec.ranking import exclusion_pairs, interest_behind, topk_items
 
 if TYPE_CHECKING:
     from sinerec.models.sine import SINE
@@ -98,9 +98,7 @@ class Activations:
 
 def _histories(run: LoadedRun, users: np.ndarray) -> torch.Tensor:
     """(U, T) the last T = max_len items of each user's whole sequence, left-padded."""
-    data = run.data
-    return torch.from_numpy(gather_histories(data.items, data.offsets[users], data.offsets[users + 1],
-                                             run.config.data.max_len))
+    return torch.from_numpy(user_windows(run.data, users, run.config.data.max_len))
 
 
 @torch.no_grad()
@@ -202,11 +200,9 @@ def user_explanations(run: LoadedRun, users: Sequence[int] | np.ndarray, k: int 
     item_vectors = run.model.item_embeddings().detach()
     rows = ex_items = None
     if run.config.protocol.excludes_history:
-        data = run.data
-        lengths = data.offsets[users + 1] - data.offsets[users]
-        rows = torch.from_numpy(np.repeat(np.arange(len(users)), lengths))
-        ex_items = torch.from_numpy(np.concatenate([data.sequence(int(u)) for u in users]))
+        rows, ex_items = exclusion_pairs(run.data.items, run.data.offsets[users], run.data.offsets[users + 1])
     rec_ids, rec_scores = topk_items(out.user, item_vectors, k, rows, ex_items)
+    behind_all = interest_behind(out.interests, item_vectors, rec_ids)  # (U, k)
     result = []
     for r, u in enumerate(users.tolist()):
         valid = rec_ids[r] > 0
@@ -214,7 +210,7 @@ def user_explanations(run: LoadedRun, users: Sequence[int] | np.ndarray, k: int 
         # contributions e_k (phi_k . h_j): (K, k), summing over K to the score v . h_j
         affinity = out.interests[r] @ item_vectors[ids].T  # (K, k)  phi_k . h_j
         contrib = ex["aggregation"][r].unsqueeze(1) * affinity
-        behind = affinity.argmax(dim=0)
+        behind = behind_all[r][valid]
         recs = [{**_item_info(run, int(i)), "item": int(i), "score": round(float(s), 4), "interest": int(b),
                  "contributions": [round(float(x), 4) for x in contrib[:, n]]}
                 for n, (i, s, b) in enumerate(zip(ids.tolist(), rec_scores[r][valid].tolist(), behind.tolist(),

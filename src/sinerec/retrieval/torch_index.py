@@ -1,0 +1,62 @@
+"""The exact index: the offline evaluator's own ranking, needing nothing beyond torch.
+
+Every search is one call of :func:`sinerec.ranking.topk_items` with the history exclusion of
+:func:`sinerec.ranking.sequences_exclusion`; multi-vector queries are ranked by the max over their interests
+in that same call, and :func:`sinerec.ranking.interest_behind` names the interest behind each item. The
+functions are looked up on the module at call time, so the evaluator and this index run the same objects.
+
+Saved payload: ``INDEX/vectors.npy``, the (M + 1, D) float32 item vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from sinerec import ranking
+from sinerec.retrieval.base import ItemIndex
+
+if TYPE_CHECKING:
+    from sinerec.retrieval.registry import IndexSettings
+
+__all__ = ["TorchIndex"]
+
+
+class TorchIndex(ItemIndex):
+    """Exact search by :func:`sinerec.ranking.topk_items`: the offline evaluator's ranking itself."""
+
+    def __init__(self, item_vectors: np.ndarray, settings: IndexSettings, fingerprint: str) -> None:
+        super().__init__(settings, item_vectors.shape[1], item_vectors.shape[0] - 1, fingerprint)
+        self.item_vectors = torch.from_numpy(item_vectors)  # (M + 1, D), row 0 padding
+
+    @classmethod
+    def build(cls, item_vectors: np.ndarray, settings: IndexSettings, fingerprint: str) -> TorchIndex:
+        """item_vectors: (M + 1, D) float32 contiguous."""
+        return cls(item_vectors, settings, fingerprint)
+
+    @classmethod
+    def load(cls, folder: Path, settings: IndexSettings, fingerprint: str) -> TorchIndex:
+        vectors = np.load(folder / "vectors.npy")
+        return cls(np.ascontiguousarray(vectors, dtype=np.float32), settings, fingerprint)
+
+    def _ranked(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = self._topk(queries, k, excluded)
+        return ids.numpy(), scores.numpy()
+
+    def _ranked_multi(self, queries: np.ndarray, k: int,
+                      excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids, scores = self._topk(queries, k, excluded)  # max over the K interests, as the evaluator scores
+        interest = ranking.interest_behind(torch.from_numpy(queries), self.item_vectors, ids)
+        return ids.numpy(), scores.numpy(), interest.numpy()
+
+    def _topk(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (B, D) or (B, K, D) -> ids (B, k) long, scores (B, k) float32."""
+        rows, items = ranking.sequences_exclusion(excluded)
+        with torch.inference_mode():
+            return ranking.topk_items(torch.from_numpy(queries), self.item_vectors, k, rows, items)
+
+    def _write(self, folder: Path) -> None:
+        np.save(folder / "vectors.npy", self.item_vectors.numpy())
