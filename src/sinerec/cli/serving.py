@@ -1,0 +1,135 @@
+"""Commands over a trained run's vectors: ``export``, ``recommend``, ``serve`` and ``index build``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sinerec.cli.common import RUN_HELP, add_index_args, index_settings, run_index
+from sinerec.ids import split_ids
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="write item vectors and per-user vectors, interests and concepts")
+    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--out", help="output folder (default RUN/export)")
+    p.add_argument("--format", choices=["npz", "parquet"], default="npz", help="file format (default npz)")
+    p.add_argument("--batch-size", type=int, default=512, help="users per model call")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("recommend", help="top k for a known user or a history of item ids, explained")
+    p.add_argument("--run", required=True, help=RUN_HELP)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="original id of a user of the run's data (their whole sequence)")
+    who.add_argument("--history", help="comma-separated original item ids, oldest first")
+    p.add_argument("--k", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--exclude", default="", help="comma-separated item ids never to recommend")
+    p.add_argument("--include-seen", action="store_true", help="allow items of the history")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_index_args(p)
+    p.set_defaults(handler=cmd_recommend)
+
+    p = sub.add_parser("serve", help="HTTP API: /recommend, /recommend/batch, /items/{id}/similar, /health")
+    p.add_argument("--run", required=True, help=RUN_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=1, help="torch and Faiss threads per request (default 1)")
+    p.add_argument("--max-concurrency", type=int, help="requests computed at once (default: CPU cores)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
+    p.add_argument("--max-history", type=int, default=1000, help="longest accepted history (default 1000)")
+    p.add_argument("--max-k", type=int, default=1000, help="largest accepted k (default 1000)")
+    p.add_argument("--max-batch", type=int, default=256, help="most requests per batch call (default 256)")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    add_index_args(p)
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("index", help="nearest-neighbour indexes over a run's item vectors")
+    p.set_defaults(handler=None, group=p)
+    isub = p.add_subparsers(dest="index_command")
+    b = isub.add_parser("build", help="build, measure recall@k against exact, and save an index folder")
+    b.add_argument("--run", required=True, help=RUN_HELP)
+    b.add_argument("--out", help="index folder (default RUN/index-BACKEND)")
+    b.add_argument("--recall-k", type=int, default=50, help="k of the reported recall (default 50)")
+    b.add_argument("--recall-queries", type=int, default=1000, help="sampled users (0: skip; default 1000)")
+    add_index_args(b, saved=False)
+    b.set_defaults(handler=cmd_index_build)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sinerec.export import export_run
+    from sinerec.runs import load_run
+
+    manifest = export_run(load_run(args.run), args.out, fmt=args.format, batch_size=args.batch_size)
+    out = Path(args.out) if args.out else Path(args.run) / "export"
+    print(f"exported {manifest['num_items']:,} items and {manifest['num_users']:,} users "
+          f"(D={manifest['dim']}, K={manifest['num_interests']}) to {out} [{manifest['seconds']}s]")
+    for name in (*manifest["files"].values(), "export.json"):
+        print(f"  {out / name}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sinerec.recommend import Recommender
+    from sinerec.runs import load_run
+
+    run = load_run(args.run)
+    recommender = Recommender(run, run_index(args, run))
+    history = recommender.user_history(args.user) if args.user is not None else split_ids(args.history)
+    rec = recommender.recommend(history, k=args.k, exclude=split_ids(args.exclude), exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(rec), default=str))
+        return 0
+    print(format_recommendation(rec, len(history)))
+    return 0
+
+
+def format_recommendation(rec: Any, history_length: int) -> str:
+    """A recommendation as text: the explanation (SINE) then one line per item."""
+    lines = [f"history: {history_length} items, the model saw the last {rec.history_used}; "
+             f"{rec.excluded} excluded from the ranking"]
+    e = rec.explanation
+    if e is not None:
+        lines.append("interests (k: concept, gate, weight e in the user vector):")
+        for k, (concept, gate, weight) in enumerate(zip(e.concept_ids, e.gates, e.aggregation, strict=True)):
+            lines.append(f"  {k}: concept {concept:<4} gate {gate:.3f}  e {weight:.3f}")
+    lines.append(f"{'rank':>4}  {'item':>10}  {'score':>9}  {'interest':>8}  title [categories]")
+    for rank, item in enumerate(rec.items, 1):
+        interest = "-" if item.interest is None else (
+            f"{item.interest}" + (f"/c{item.concept}" if item.concept is not None else ""))
+        cats = f" [{'|'.join(item.categories)}]" if item.categories else ""
+        lines.append(f"{rank:>4}  {item.item_id!s:>10}  {item.score:>9.4f}  {interest:>8}  {item.title or ''}{cats}")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sinerec.serve import serve
+
+    serve(args.run, host=args.host, port=args.port, index_path=args.index, settings=index_settings(args),
+          nprobe=args.nprobe, ef_search=args.ef_search, threads=args.threads, log_level=args.log_level,
+          max_body_bytes=args.max_body_bytes, max_history=args.max_history, max_k=args.max_k,
+          max_batch=args.max_batch, max_concurrency=args.max_concurrency)
+    return 0
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from sinerec.recommend import index_recall
+    from sinerec.retrieval import build_index
+    from sinerec.runs import load_run
+
+    run = load_run(args.run)
+    t0 = time.perf_counter()
+    index = build_index(run.model.item_embeddings().detach(), index_settings(args))
+    seconds = time.perf_counter() - t0
+    out = Path(args.out) if args.out else Path(args.run) / f"index-{index.settings.backend}"
+    index.save(out)
+    print(f"built {index.settings.describe()} over {index.num_items:,} items (D={index.dim}) in {seconds:.1f}s "
+          f"-> {out}")
+    if args.recall_queries > 0:
+        r = index_recall(run, index, k=args.recall_k, num_queries=args.recall_queries)
+        print(f"recall@{r['k']} against exact on {r['queries']} users' histories: {r['recall']:.4f}")
+    return 0

@@ -1,0 +1,124 @@
+"""``sinerec train``: one run of the training job, printed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sinerec.cli.common import add_data_args, data_overrides
+from sinerec.errors import SinerecError
+
+if TYPE_CHECKING:
+    from sinerec.config import Config
+    from sinerec.distributed import DistContext
+    from sinerec.job import RunStart
+    from sinerec.pipeline import Prepared
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model and evaluate it (default: SINE on ml-latest-small)")
+    p.add_argument("--config", help="TOML, JSON or YAML configuration file")
+    p.add_argument("--model", help="sine (default), mostpop, sasrec, gru4rec, ...")
+    add_data_args(p)
+    p.add_argument("--protocol", choices=["loo", "comirec"], help="evaluation protocol (default loo)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, help="torch CPU threads (per process)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step (train.compile)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting, e.g. --set model_params.num_concepts=100 --set train.patience=5")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sinerec import distributed
+    from sinerec.config import load_config
+    from sinerec.runs import CONFIG
+    from sinerec.train import resolve_device
+
+    overrides = data_overrides(args)
+    for opt, key in (("model", "model"), ("protocol", "protocol.name"), ("epochs", "train.epochs"),
+                     ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
+                     ("device", "train.device"), ("threads", "train.threads")):
+        value = getattr(args, opt)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if args.quiet:
+        overrides.append("train.progress=false")
+    if args.compile:
+        overrides.append("train.compile=true")
+    out = Path(args.out) if args.out else None
+    if args.resume:
+        if out is None or not (out / CONFIG).exists():
+            raise SinerecError(f"--resume needs --out pointing at an earlier run directory (with {CONFIG})")
+        config = load_config(json.loads((out / CONFIG).read_text()), overrides=args.overrides)
+    else:
+        config = load_config(file=args.config, overrides=overrides + args.overrides)
+    ctx = distributed.init(resolve_device(config.train.device))  # under torchrun: join the process group
+    try:
+        return train_body(args, config, out, ctx)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: DistContext) -> int:
+    """The body of ``sinerec train`` on every process (the training job); only rank 0 prints."""
+    from sinerec import runs
+    from sinerec.job import train_run
+
+    say = (lambda *a: None) if args.quiet or not ctx.is_main else print
+
+    def data_line(prepared: Prepared) -> None:
+        d = prepared.data
+        say(f"data: {d.name}: {d.num_users:,} users, {d.num_items:,} items, {d.num_interactions:,} interactions "
+            f"(fingerprint {d.fingerprint()}); protocol {config.protocol.name} "
+            f"(split {prepared.split.fingerprint}), {len(prepared.split.train):,} training examples "
+            f"[{prepared.seconds:.1f}s]")
+
+    def model_line(start: RunStart) -> None:
+        where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
+        say(f"model: {config.model} ({start.n_parameters:,} parameters) on {start.device}{where}")
+
+    run = train_run(config, out, resume=args.resume, log=say, dist=ctx, on_prepared=data_line, on_start=model_line)
+    if not ctx.is_main:
+        return 0
+    print(format_metrics_table(run.metrics))
+    print(f"\nrun directory: {run.run_dir}")
+    for name in (runs.METRICS, runs.CONFIG, runs.MODEL, runs.LOG, runs.ITEMS):
+        if (run.run_dir / name).exists():
+            print(f"  {run.run_dir / name}")
+    return 0
+
+
+def format_metrics_table(doc: dict[str, Any]) -> str:
+    """Validation and test metrics in percent, one row per metric, one column per cut-off.
+
+    Rows follow the order of the metric table ``sinerec.metrics.METRICS`` (names it lacks, e.g. from an older
+    run, come last by name); with leave-one-out a metric equal to another with one target is left out."""
+    from sinerec.metrics import METRICS
+
+    order = list(METRICS)
+    lines = [f"{doc['model']} on {doc['dataset']['name']} ({doc['protocol']['name']}, fingerprint "
+             f"{doc['protocol']['fingerprint']}): metrics in %"]
+    for part in ("valid", "test"):
+        metrics = doc[part]
+        names = sorted({k.split("@")[0] for k in metrics},
+                       key=lambda name: (order.index(name), "") if name in METRICS else (len(order), name))
+        ks = sorted({int(k.split("@")[1]) for k in metrics})
+        if doc["protocol"]["name"] == "loo":  # one target per query
+            names = [name for name in names
+                     if name not in METRICS or METRICS[name].single_target_twin not in names]
+        width = max([6, *map(len, names)])  # the name column; 6 fits the built-in metrics
+        header = f"{part:<{width + 2}}" + "".join(f"{'@' + str(k):>9}" for k in ks)
+        lines.append(header)
+        for name in names:
+            lines.append(f"  {name:<{width}}" + "".join(f"{100 * metrics[f'{name}@{k}']:>9.2f}" for k in ks))
+    return "\n".join(lines)
