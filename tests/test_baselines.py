@@ -273,6 +273,37 @@ def test_mind_evaluation_is_deterministic_and_training_is_random() -> None:
     assert first is not None and second is not None and not torch.equal(first, second)
 
 
+
+def _mind_gradient(stop: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(sum of MIND's interests)/dS from the model, and the same by hand: the routing weights of the first
+    iterations computed without gradients, then one differentiable last iteration (the reference code)."""
+    from sinerec.models.ops import squash
+
+    model = build("mind", stop_routing_gradient=stop).eval()  # eval: the fixed routing logits
+    history = histories()
+    model(history).interests.sum().backward()
+    from_model = model.bilinear.weight.grad.clone()
+    model.zero_grad()
+    real = (history != 0).unsqueeze(1).float()  # (B, 1, T)
+    behaviours = model.bilinear(model.item_embedding(history))  # (B, T, D)  S c_i
+    logits = model.eval_routing_logits[:, model.max_len - LENGTH:].expand(BATCH, -1, -1)  # (B, K, T)
+    with torch.no_grad():
+        for _ in range(model.config.routing_iterations - 1):
+            capsules = squash((torch.softmax(logits, 1) * real) @ behaviours)
+            logits = logits + capsules @ behaviours.transpose(1, 2)
+    capsules = squash((torch.softmax(logits, 1) * real) @ behaviours)
+    F.relu(model.interest_layer(capsules)).sum().backward()
+    return from_model, model.bilinear.weight.grad
+
+
+def test_mind_routing_passes_gradients_through_the_last_iteration_only() -> None:
+    from_model, by_hand = _mind_gradient(stop=True)
+    torch.testing.assert_close(from_model, by_hand, rtol=1e-6, atol=1e-7)
+    # the other reading (gradients through every iteration) is a different gradient, so the test can fail
+    through_all, by_hand = _mind_gradient(stop=False)
+    assert not torch.allclose(through_all, by_hand, rtol=1e-3, atol=1e-5)
+
+
 # --- multi-interest retrieval: max over interests == per-interest top-k merged, deduplicated ---------------
 
 

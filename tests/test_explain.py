@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from conftest import train_run
 
 from sinerec.cli import main
@@ -143,6 +144,11 @@ def test_cli_explain_writes_report_figures_and_numbers(sine_run, tmp_path, capsy
     assert n["n_items"] == 200 and n["n_categories"] == 20 and len(n["random_values"]) == 10
     assert n["value"] > n["random_mean"] + 5 * n["random_std"] and n["value"] > n["random_mean"] + 0.1, n
     assert len(doc["concepts"]) == 20 and sum(doc["activation"]["counts"]) == 2 * 300
+    usage = doc["activation"]
+    assert len(usage["interests_expressed"]) == 3 and sum(usage["interests_expressed"]) == 300  # 0, 1, 2 of K
+    for key in ("aggregation_peak_histogram", "intention_peak_histogram"):
+        assert sum(usage[key]["counts"]) == 300 and usage[key]["edges"][0] == 0.5 and usage[key]["edges"][-1] == 1
+    assert "interests expressed by the history" in html
     user = doc["users"][0]
     assert len(user["interests"]) == 2 and len(user["recommendations"]) == 10
     assert sum(len(s["recommendations"]) for s in user["interests"]) == 10
@@ -169,3 +175,22 @@ def test_non_sine_run_gets_the_curves_only(tmp_path):
     with pytest.raises(SinerecError, match="no concept prototypes"):
         require_sine(load_run(run_dir))
 
+
+
+def test_interests_expressed_counts_distinct_winning_interests_of_real_items():
+    from sinerec.explain import interests_expressed
+
+    p = torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.0, 0.0, 1.0]],   # 2 real: k 0, 1
+                      [[0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]],   # all k 2
+                      [[0.5, 0.4, 0.1], [0.5, 0.4, 0.1], [0.5, 0.4, 0.1], [0.5, 0.4, 0.1]]])  # padding only
+    real = torch.tensor([[False, True, True, False], [True, True, True, True], [False] * 4])
+    # row 0: items 1 and 2 win k = 1 and k = 0 (item 3's k = 2 is padding); row 1: only k = 2; row 2: none
+    assert interests_expressed(p, real).tolist() == [2, 1, 0]
+
+
+def test_usage_histogram_bins_peaks_over_one_over_k_to_one():
+    from sinerec.explain import usage_histogram
+
+    hist = usage_histogram(np.array([0.25, 0.26, 0.6, 1.0, 0.2]), num_interests=4, bins=3)
+    assert hist["edges"] == [0.25, 0.5, 0.75, 1.0]
+    assert hist["counts"] == [3, 1, 1]  # 0.2 (below 1/K, rounding) counts in the first bin

@@ -16,7 +16,7 @@ from sinerec.models import build_model
 from sinerec.models.sine import SINE, SINEConfig
 
 B, T, D, M, L, K = 3, 7, 13, 37, 11, 5
-VARIANTS = ("paper", "official")
+VARIANTS = ("paper", "paper-cosine", "official")
 
 
 def _config(variant: str, **overrides: Any) -> SINEConfig:
@@ -52,6 +52,9 @@ HISTORY = torch.tensor([[5, 9, 1, 37, 12, 12, 30], [0, 0, 0, 0, 4, 22, 8], [0, 0
     [
         ({"num_interests": 12}, "num_interests"),
         ({"variant": "tf"}, "variant"),
+        ({"assign_logits": "cos"}, "assign_logits"),
+        ({"aggregate_logits": "Dot"}, "aggregate_logits"),
+        ({"aggregate_scale": 0.0}, "aggregate_scale"),
         ({"cov_centering": "both"}, "cov_centering"),
         ({"tau": 0.0}, "tau"),
         ({"dim": 0}, "dim"),
@@ -176,7 +179,7 @@ def test_sigmoid_gate_carries_gradient_to_prototypes_and_concept_activation(vari
     gates.retain_grad()
     out.user.sum().backward()
     assert gates.grad is not None and gates.grad.abs().min() > 0
-    concept_weight = model.concept_key.weight if variant == "paper" else model.concept_hidden.weight
+    concept_weight = model.concept_key.weight if variant != "official" else model.concept_hidden.weight
     assert concept_weight.grad is not None and concept_weight.grad.abs().sum() > 0
     assert model.prototypes.grad is not None
     selected = torch.zeros(L, dtype=torch.bool)
@@ -201,7 +204,13 @@ def _reference_paper(model: SINE, items: list[int]) -> torch.Tensor:
     idx = torch.argsort(s, descending=True)[: c.num_interests]
     cu = model.prototypes[idx] * torch.sigmoid(s[idx]).unsqueeze(1)  # (K, D)
     item_side = ln(model.item_norm, x @ model.assignment_proj.weight.T)
-    p = torch.softmax(item_side @ ln(model.concept_norm, cu).T * c.assign_scale, dim=1)  # (n, K) Eq. 3
+    concept_side = ln(model.concept_norm, cu)
+    if c.variant == "paper-cosine" or c.assign_logits == "cosine":  # cos / 0.07, one pair at a time
+        logits = torch.stack([torch.stack([F.cosine_similarity(item_side[t], concept_side[k], dim=0)
+                                           for k in range(c.num_interests)]) for t in range(n)])
+        p = torch.softmax(logits / c.assign_temperature, dim=1)  # (n, K) Eq. 3
+    else:
+        p = torch.softmax(item_side @ concept_side.T * c.assign_scale, dim=1)  # (n, K) Eq. 3
     interests = []
     for k in range(c.num_interests):  # Eq. 4-5
         w_k1 = model.attention_keys.weight[k * c.dim : (k + 1) * c.dim]  # (D, D) as (out, in)
@@ -212,7 +221,11 @@ def _reference_paper(model: SINE, items: list[int]) -> torch.Tensor:
     w5 = model.assignment_proj.weight if model.intention_key is None else model.intention_key.weight
     a_apt = torch.softmax(torch.tanh(x_tilde @ w5.T) @ model.intention_query.weight[0], 0)
     c_apt = ln(model.intention_norm, a_apt @ x_tilde)
-    e = torch.softmax(phi @ c_apt / c.tau, 0)  # Eq. 7
+    if c.variant == "paper-cosine" or c.aggregate_logits == "cosine":
+        affinity = torch.stack([F.cosine_similarity(phi[k], c_apt, dim=0) for k in range(c.num_interests)])
+    else:
+        affinity = phi @ c_apt * c.aggregate_scale
+    e = torch.softmax(affinity / c.tau, 0)  # Eq. 7
     return e @ phi  # Eq. 8
 
 
@@ -239,13 +252,15 @@ def _reference_official(model: SINE, items: list[int]) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("variant", "overrides"),
-    [("paper", {}), ("paper", {"share_w3": True, "assign_scale": 1 / D}), ("official", {})],
+    [("paper", {}), ("paper", {"share_w3": True, "assign_scale": 1 / D}), ("paper-cosine", {}),
+     ("paper", {"assign_logits": "cosine"}), ("paper", {"aggregate_logits": "cosine"}),
+     ("paper", {"aggregate_scale": 1 / D}), ("official", {})],
 )
 def test_forward_equals_naive_equations(variant: str, overrides: dict[str, Any]) -> None:
     """The batched model (fused heads, X~ W5 computed as P (C^u W5), tanh via sigmoid) = the equations."""
     model = _model(variant, **overrides).double()
     user = model(HISTORY).user
-    reference = _reference_paper if variant == "paper" else _reference_official
+    reference = _reference_official if variant == "official" else _reference_paper
     for row in range(B):
         items = [i for i in HISTORY[row].tolist() if i != 0]
         assert torch.allclose(user[row], reference(model, items), atol=1e-10), row
@@ -306,3 +321,20 @@ def test_it_learns_a_deterministic_next_item(variant: str) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0]
+
+
+def test_cosine_logits_unsaturate_both_softmaxes_at_the_papers_size() -> None:
+    """At D = 128 the printed Eq. 3 and Eq. 7 are one-hot from the start (logits ~ D x a correlation); the
+    cosine forms are not. Both measured on the same weights: only the logits' form differs."""
+    torch.manual_seed(3)
+    history = torch.randint(1, 200, (64, 20))
+    peaks = {}
+    for variant in ("paper", "paper-cosine"):
+        torch.manual_seed(5)
+        model = SINE(200, 20, SINEConfig(variant=variant, dim=128, num_concepts=50, num_interests=4)).eval()
+        extras = model(history).extras
+        peaks[variant] = (extras["intention"].amax(-1).mean().item(), extras["aggregation"].amax(-1).mean().item())
+    literal_p, literal_e = peaks["paper"]
+    cosine_p, cosine_e = peaks["paper-cosine"]
+    assert literal_p > 0.9 and literal_e > 0.95  # P(k|t) and e nearly one-hot (uniform would be 0.25)
+    assert cosine_p < 0.7 and cosine_e < 0.5  # spread over the K = 4 interests

@@ -22,8 +22,10 @@ from sinerec.explain.concepts import (
     concept_nmi,
     concept_table,
     has_concepts,
+    interests_expressed,
     nearest_concepts,
     require_sine,
+    usage_histogram,
     user_activations,
     user_explanations,
 )
@@ -43,5 +45,5 @@ __all__ = [
     "NMI_NORMALISATION", "MULTILABEL_RULE", "RandomNMI", "Activations", "nmi", "entropy", "expand_multilabel",
     "item_nmi", "random_assignment_nmi", "concept_nmi", "duplicate_prototypes", "collapse_warnings", "nearest_concepts",
     "user_activations", "concept_table", "user_explanations", "explain_run", "write_report", "require_sine",
-    "has_concepts",
+    "has_concepts", "interests_expressed", "usage_histogram",
 ]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
 __all__ = ["Activations", "concept_nmi", "concept_table", "has_concepts", "nearest_concepts", "require_sine",
-           "user_activations", "user_explanations"]
+           "interests_expressed", "usage_histogram", "user_activations", "user_explanations"]
 
 
 def require_sine(run: LoadedRun) -> SINE:
@@ -77,6 +77,7 @@ class Activations:
     gates: np.ndarray  # (U, K) sigmoid gates
     aggregation: np.ndarray  # (U, K) aggregation weights e
     intention_peak: np.ndarray  # (U,) mean over the history's items of max_k P(k|t) (1: one-hot assignments)
+    expressed: np.ndarray  # (U,) how many of the K interests are the most likely intention of some history item
 
     def counts(self, num_concepts: int) -> np.ndarray:
         """(L,) number of users activating each concept."""
@@ -101,12 +102,29 @@ def _histories(run: LoadedRun, users: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(user_windows(run.data, users, run.config.data.max_len))
 
 
+def interests_expressed(intention: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """How many distinct interests a history expresses: intention P(k|t) (B, T, K), real (B, T) bool ->
+    (B,) the number of k that are argmax_k P(k|t) of at least one real item (0 for an empty history).
+    An interest that no item expresses is built from attention alone: a sign of a saturated Eq. 3."""
+    num_interests = intention.shape[-1]
+    winners = intention.argmax(dim=-1)  # (B, T)
+    hits = F.one_hot(winners, num_interests) * real.unsqueeze(-1)  # (B, T, K)
+    return (hits.sum(dim=1) > 0).sum(dim=1)
+
+
+def usage_histogram(values: np.ndarray, num_interests: int, bins: int = 10) -> dict[str, list[float]]:
+    """Counts of a per-user peak (max_k e_k or max_k P(k|t)) in ``bins`` equal bins over [1/K, 1]."""
+    edges = np.linspace(1.0 / num_interests, 1.0, bins + 1)
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
+
+
 @torch.no_grad()
 def user_activations(run: LoadedRun, users: np.ndarray | None = None, batch_size: int = 512) -> Activations:
     """Run SINE over users (default: all) and keep the activated concepts, their gates and weights e."""
     model = require_sine(run)
     users = np.arange(run.data.num_users) if users is None else np.asarray(users, dtype=np.int64)
-    ids, gates, agg, peak = [], [], [], []
+    ids, gates, agg, peak, expressed = [], [], [], [], []
     for lo in range(0, len(users), batch_size):
         history = _histories(run, users[lo:lo + batch_size])  # (B, T)
         extras = model(history).extras
@@ -115,10 +133,11 @@ def user_activations(run: LoadedRun, users: np.ndarray | None = None, batch_size
         agg.append(extras["aggregation"].float().numpy())
         real = (history > 0).sum(dim=1).clamp(min=1)  # (B,)
         peak.append((extras["intention"].float().amax(dim=-1).sum(dim=1) / real).numpy())  # zero at padding
+        expressed.append(interests_expressed(extras["intention"], history > 0).numpy())
     k = model.config.num_interests
     cat = (lambda xs, dt, *shape: np.concatenate(xs) if xs else np.zeros((0, *shape), dtype=dt))  # noqa: E731
     return Activations(users, cat(ids, np.int64, k), cat(gates, np.float64, k), cat(agg, np.float64, k),
-                       cat(peak, np.float64))
+                       cat(peak, np.float64), cat(expressed, np.int64))
 
 
 def _item_info(run: LoadedRun, item: int) -> dict[str, Any]:

@@ -130,6 +130,8 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
         parts.append(f"<p>How peaked the interests are (1 = one-hot, {uniform:.2f} = uniform over K): mean over "
                      f"users of max<sub>k</sub> e<sub>k</sub> {act['mean_aggregation_peak']}; mean over history "
                      f"items of max<sub>k</sub> P(k|t) {act['mean_intention_peak']}.</p>")
+        if "interests_expressed" in act:
+            parts.append(_usage_section(act))
         parts.append(_img(figures, "concepts", "concept activation"))
         parts.append(_img(figures, "prototypes", "prototype similarity"))
         parts.append("<h2>Do the concepts mean something? NMI against the dataset's categories</h2>")
@@ -141,3 +143,23 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
         parts.extend(_user_section(u, figures) for u in doc["users"])
     parts.append("</main></body></html>")
     return "\n".join(p for p in parts if p)
+
+
+def _usage_section(act: dict[str, Any]) -> str:
+    """Are the K interests used? How many each history expresses, and the peaks of e and P(k|t) by user."""
+    expressed = act["interests_expressed"]
+    total = max(sum(expressed), 1)
+    head = "".join(f"<th>{n}</th>" for n in range(len(expressed)))
+    cells = "".join(f"<td>{100 * c / total:.1f} %</td>" for c in expressed)
+    rows = [f"<table><tr><th>interests expressed by the history (argmax<sub>k</sub> P(k|t) of some item)</th>"
+            f"{head}</tr><tr><td>share of users</td>{cells}</tr></table>"]
+    for key, label in (("aggregation_peak_histogram", "max<sub>k</sub> e<sub>k</sub>"),
+                       ("intention_peak_histogram", "mean max<sub>k</sub> P(k|t)")):
+        hist = act[key]
+        edges, counts = hist["edges"], hist["counts"]
+        n = max(sum(counts), 1)
+        bins = "".join(f"<th>{lo:.2f}-{hi:.2f}</th>" for lo, hi in zip(edges, edges[1:], strict=False))
+        shares = "".join(f"<td>{100 * c / n:.1f} %</td>" for c in counts)
+        rows.append(f"<table><tr><th>{label} per user</th>{bins}</tr><tr><td>share of users</td>{shares}"
+                    "</tr></table>")
+    return "\n".join(rows)

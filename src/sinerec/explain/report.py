@@ -18,6 +18,7 @@ from sinerec.explain.concepts import (
     has_concepts,
     nearest_concepts,
     require_sine,
+    usage_histogram,
     user_activations,
     user_explanations,
 )
@@ -101,6 +102,10 @@ def explain_run(run: LoadedRun, n_users: int = 6, n_top: int = 10, k: int = 10, 
         # 1.0: one-hot (saturated); 1/K: uniform
         "mean_aggregation_peak": round(float(acts.aggregation.max(axis=1).mean()), 4) if len(users) else None,
         "mean_intention_peak": round(float(acts.intention_peak.mean()), 4) if len(users) else None,
+        # are the K interests used? distributions over users, and how many interests each history expresses
+        "aggregation_peak_histogram": usage_histogram(acts.aggregation.max(axis=1), num_interests),
+        "intention_peak_histogram": usage_histogram(acts.intention_peak, num_interests),
+        "interests_expressed": np.bincount(acts.expressed, minlength=num_interests + 1).tolist(),
     }
     doc["duplicates"] = [list(p) for p in duplicate_prototypes(prototypes)]
     doc["warnings"] = collapse_warnings(counts, prototypes, num_interests,

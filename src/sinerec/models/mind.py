@@ -26,7 +26,11 @@ Simplified, and why:
   global RNG (seed it for reproducibility) and kept as a buffer in ``state_dict``, instead of a fresh draw per
   forward, so that retrieval is deterministic. It is one sample of the distribution training sees. The draw
   is indexed by position from the right, so left padding is inert.
-- Gradients flow through all routing iterations (ComiRec's code stops them in all but the last).
+- Gradients reach the behaviour embeddings only through the last routing iteration; the earlier ones, which
+  only decide the routing weights, see them with gradients stopped (``stop_routing_gradient``), as the
+  reference implementations do (ComiRec's MIND/ComiRec-DR code, the DeepMatch MIND). Letting gradients flow
+  through every iteration inflated the shared bilinear map S and made MIND plateau early (measured: 35-52 %
+  lower validation NDCG@10 in short ML-1M runs); ``stop_routing_gradient = false`` restores that reading.
 - Without a target, ``user`` is the mean of the interests (label-aware attention with p = 0); retrieval uses
   the interests, not ``user``.
 
@@ -62,6 +66,8 @@ class MINDConfig:
     """sigma of the N(0, sigma^2) initial routing logits."""
     label_attention_power: int = 2
     """p of the label-aware attention (the paper: 2); 0 averages the interests."""
+    stop_routing_gradient: bool = True
+    """Stop gradients through the routing iterations before the last, as the reference code does."""
 
     def __post_init__(self) -> None:
         for name in ("dim", "num_interests", "routing_iterations"):
@@ -71,6 +77,8 @@ class MINDConfig:
         power = self.label_attention_power
         if isinstance(power, bool) or not isinstance(power, int) or power < 0:
             raise ConfigError(f"mind.label_attention_power: must be an integer >= 0, got {power!r}")
+        if not isinstance(self.stop_routing_gradient, bool):
+            raise ConfigError(f"mind.stop_routing_gradient: must be true or false, got {self.stop_routing_gradient!r}")
         if not self.routing_logits_std > 0:
             raise ConfigError(f"mind.routing_logits_std: must be > 0, got {self.routing_logits_std!r}")
 
@@ -110,11 +118,17 @@ class MIND(SequentialRecommender):
                 raise ValueError(f"mind: history has {length} columns, more than max_len={self.max_len}")
             logits = self.eval_routing_logits[:, self.max_len - length :].expand(batch, -1, -1)  # (B, K, T)
         real = real.unsqueeze(1).to(behaviours.dtype)  # (B, 1, T)
-        for iteration in range(self.config.routing_iterations):
+        iterations = self.config.routing_iterations
+        # the iterations before the last only set the routing weights: the reference code routes a copy
+        # of S c_i with gradients stopped there
+        routed = behaviours.detach() if self.config.stop_routing_gradient else behaviours
+        for iteration in range(iterations):
+            last = iteration + 1 == iterations
+            source = behaviours if last else routed  # (B, T, D)
             weights = torch.softmax(logits, dim=1) * real  # w_ij, softmax over interests; padding gets 0
-            capsules = squash(weights @ behaviours)  # z_j = sum_i w_ij S c_i -> u_j, (B, K, D)
-            if iteration + 1 < self.config.routing_iterations:
-                logits = logits + capsules @ behaviours.transpose(1, 2)  # b_ij += u_j . S c_i, (B, K, T)
+            capsules = squash(weights @ source)  # z_j = sum_i w_ij S c_i -> u_j, (B, K, D)
+            if not last:
+                logits = logits + capsules @ source.transpose(1, 2)  # b_ij += u_j . S c_i, (B, K, T)
         return capsules
 
     def forward(self, history: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:

@@ -9,8 +9,14 @@ The whole model, in the paper's order (see ``docs/sine-model.md``):
 5. interest aggregation (Eqs. 6-8): predict the next intention C_apt from the intention sequence, then mix
    the phi_k into one user vector v.
 
-Two variants: ``"paper"`` (section 2 of the spec, the equations as printed) and ``"official"`` (section 4,
-what the authors' TensorFlow code computes, without its bugs).
+Three variants: ``"paper"`` (section 2 of the spec, the equations as printed), ``"paper-cosine"`` (the same
+model with Eq. 3 computed as a cosine / 0.07 and Eq. 7 as a cosine / tau, as the authors' code computes its
+two softmaxes) and ``"official"`` (section 4, what the authors' TensorFlow code computes, without its bugs).
+
+Why ``"paper-cosine"``: LN(a) . LN(b) is D times a correlation, so with D = 128 the printed Eq. 3 has logits
+of about +-128 and Eq. 7 (divided by tau = 0.1) about +-1280: P(k|t) and e are one-hot from the first step.
+The paper calls Eq. 3 a cosine; the authors' code divides cosines by a temperature and never takes a raw
+D-scaled dot product. ``assign_logits`` and ``aggregate_logits`` switch each softmax on its own.
 
 Shapes: B batch, T history length, D dim, M items, L prototypes, K activated concepts (= interests),
 H the official MLPs' hidden width. Histories are left-padded with item 0. Positions are counted from the
@@ -40,7 +46,8 @@ class SINEConfig:
     """Settings of :class:`SINE`; the defaults are the paper's MovieLens settings."""
 
     variant: str = "paper"
-    """``"paper"`` (the equations of the paper) or ``"official"`` (what the authors' TF code computes)."""
+    """``"paper"`` (the equations as printed), ``"paper-cosine"`` (``"paper"`` with ``assign_logits`` and
+    ``aggregate_logits`` both ``"cosine"``) or ``"official"`` (what the authors' TF code computes)."""
     dim: int = 128
     """D, the size of item embeddings, prototypes and interests."""
     num_concepts: int = 50
@@ -62,8 +69,18 @@ class SINEConfig:
     """Paper variant: factor on the Eq. 3 logits LN1(X_t W3) . LN2(C^u_k). 1.0 is the paper as printed
     (logits about D x correlation, std ~ sqrt(D) at initialisation, so P(k|t) starts nearly one-hot);
     1/D turns them into a correlation in [-1, 1]; 1/(0.07 D) copies the official cosine temperature."""
+    assign_logits: str = "dot"
+    """Paper variants: Eq. 3's logits, ``"dot"`` (LN1(X_t W3) . LN2(C^u_k) x ``assign_scale``, as printed)
+    or ``"cosine"`` (cos(LN1(X_t W3), LN2(C^u_k)) / ``assign_temperature``, the authors' computation)."""
+    aggregate_logits: str = "dot"
+    """Paper variants: Eq. 7's logits before / tau, ``"dot"`` (C_apt . phi_k x ``aggregate_scale``, as
+    printed) or ``"cosine"`` (cos(C_apt, phi_k))."""
+    aggregate_scale: float = 1.0
+    """Paper variant, ``aggregate_logits = "dot"``: factor on Eq. 7's C_apt . phi_k before / tau (1.0 as
+    printed; 1/D turns the dot product of the two layer-normed vectors into about a correlation)."""
     assign_temperature: float = 0.07
-    """Official variant: temperature of the cosine intention assignment softmax_k(cos / 0.07)."""
+    """Temperature of the cosine intention assignment softmax_k(cos / 0.07): the official variant's, and the
+    paper variants' with ``assign_logits = "cosine"``."""
     official_hidden: int = 512
     """Official variant: H, the hidden width of its three tanh attention MLPs."""
     diversity_weight: float = 0.0
@@ -76,8 +93,11 @@ class SINEConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"sine.{name}: {why}, got {getattr(self, name)!r}")
 
-        if self.variant not in ("paper", "official"):
-            raise bad("variant", "expected 'paper' or 'official'")
+        if self.variant not in ("paper", "paper-cosine", "official"):
+            raise bad("variant", "expected 'paper', 'paper-cosine' or 'official'")
+        for name in ("assign_logits", "aggregate_logits"):
+            if getattr(self, name) not in ("dot", "cosine"):
+                raise bad(name, "expected 'dot' or 'cosine'")
         if self.cov_centering not in ("row", "column"):
             raise bad("cov_centering", "expected 'row' or 'column'")
         for name in ("dim", "num_concepts", "num_interests", "official_hidden"):
@@ -86,7 +106,7 @@ class SINEConfig:
                 raise bad(name, "must be an integer >= 1")
         if self.num_interests > self.num_concepts:
             raise bad("num_interests", f"must be <= num_concepts ({self.num_concepts})")
-        for name in ("tau", "assign_scale", "assign_temperature"):
+        for name in ("tau", "assign_scale", "aggregate_scale", "assign_temperature"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
         for name in ("cov_weight", "diversity_weight"):
@@ -96,6 +116,16 @@ class SINEConfig:
             raise bad("dropout", "must be in [0, 1)")
         if not isinstance(self.share_w3, bool):
             raise bad("share_w3", "must be true or false")
+
+    @property
+    def cosine_assignment(self) -> bool:
+        """Whether Eq. 3 is computed as a cosine / ``assign_temperature`` (paper variants)."""
+        return self.variant == "paper-cosine" or self.assign_logits == "cosine"
+
+    @property
+    def cosine_aggregation(self) -> bool:
+        """Whether Eq. 7 is computed as a cosine / tau (paper variants)."""
+        return self.variant == "paper-cosine" or self.aggregate_logits == "cosine"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,7 +160,7 @@ class SINE(SequentialRecommender):
         self.prototypes = nn.Parameter(torch.empty(num_concepts, dim))  # C in the paper (L, D)
         self.dropout = nn.Dropout(config.dropout)
 
-        if config.variant == "paper":
+        if config.variant != "official":
             # Eq. 1: a = softmax_t(tanh(X W1) w2)
             self.concept_key = nn.Linear(dim, dim, bias=False)  # W1
             self.concept_query = nn.Linear(dim, 1, bias=False)  # w2
@@ -164,7 +194,7 @@ class SINE(SequentialRecommender):
         init_item_table(self.item_embedding, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.02)
         nn.init.normal_(self.prototypes, std=self.config.dim**-0.5)
-        if self.config.variant == "paper":
+        if self.config.variant != "official":
             bound = 1.0 / math.sqrt(self.config.dim)
             nn.init.uniform_(self.attention_queries, -bound, bound)
 
@@ -208,7 +238,7 @@ class SINE(SequentialRecommender):
         mask = history != 0  # (B, T) True at real items
         items = self.dropout(self.item_embedding(history))  # (B, T, D)  X
         positions = self.position_embedding[:length].flip(0)  # (T, D); the last column gets position 0
-        if self.config.variant == "paper":
+        if self.config.variant != "official":
             return self._forward_paper(items, positions, mask)
         return self._forward_official(items, positions, mask)
 
@@ -232,7 +262,11 @@ class SINE(SequentialRecommender):
         # --- 2. Intention assignment (Eq. 3): P(k|t) = softmax_k(LN1(X_t W3) . LN2(C^u_k)) ---
         item_side = self.item_norm(self.assignment_proj(items))  # (B, T, D)
         concept_side = self.concept_norm(concepts)  # (B, K, D)
-        assign_logits = item_side @ concept_side.transpose(1, 2) * self.config.assign_scale  # (B, T, K)
+        if self.config.cosine_assignment:  # cos / 0.07, as the authors compute it
+            item_side, concept_side = F.normalize(item_side, dim=-1), F.normalize(concept_side, dim=-1)
+            assign_logits = item_side @ concept_side.transpose(1, 2) / self.config.assign_temperature  # (B, T, K)
+        else:  # as printed: about D x a correlation
+            assign_logits = item_side @ concept_side.transpose(1, 2) * self.config.assign_scale  # (B, T, K)
         intention = torch.softmax(assign_logits, dim=-1) * mask.unsqueeze(-1)  # (B, T, K)  P(k|t)
 
         # --- 3. Attention weighting (Eq. 4): P(t|k) = softmax_t(tanh((X + P_pos) W_k1) w_k2), all K heads ---
@@ -252,9 +286,12 @@ class SINE(SequentialRecommender):
         apt_weights = masked_softmax(self.intention_query(apt_hidden).squeeze(-1), mask, dim=-1)  # (B, T)
         apt_concept_weights = apt_weights.unsqueeze(1) @ intention  # (B, 1, K)  a^T P
         next_intention = self.intention_norm((apt_concept_weights @ concepts).squeeze(1))  # (B, D)  C_apt
-        # Eq. 7: e_k = softmax_k(C_apt . phi_k / tau)
-        affinity = (interests @ next_intention.unsqueeze(-1)).squeeze(-1)  # (B, K)
-        aggregation = torch.softmax(affinity / self.config.tau, dim=-1)  # (B, K)  e
+        # Eq. 7: e_k = softmax_k(C_apt . phi_k / tau), or cos(C_apt, phi_k) / tau
+        if self.config.cosine_aggregation:
+            affinity = (F.normalize(interests, dim=-1) @ F.normalize(next_intention, dim=-1).unsqueeze(-1))
+        else:
+            affinity = (interests @ next_intention.unsqueeze(-1)) * self.config.aggregate_scale
+        aggregation = torch.softmax(affinity.squeeze(-1) / self.config.tau, dim=-1)  # (B, K)  e
         # Eq. 8: v = sum_k e_k phi_k
         user = (aggregation.unsqueeze(1) @ interests).squeeze(1)  # (B, D)
 
