@@ -22,7 +22,7 @@ declare -A variant=(
 for dataset in ml-1m amazon-beauty; do
   for name in literal eq3 eq7 both; do
     # shellcheck disable=SC2086
-    "$SINEREC" benchmark --models sine --seeds 0,1,2 --dataset "$dataset" --data-dir "$DATA/$dataset" \
+    $SINEREC benchmark --models sine --seeds 0,1,2 --dataset "$dataset" --data-dir "$DATA/$dataset" \
       --protocol loo --threads 1 "${budget[@]}" ${variant[$name]} \
       --out "benchmarks/sine-variants/$dataset-$name"
   done
