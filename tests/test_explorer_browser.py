@@ -266,3 +266,41 @@ def test_keyboard_address_and_stale_answers(server, browser):
     time.sleep(2.5)  # the k = 5 answer has arrived by now
     assert len(browser.find_elements(By.CSS_SELECTOR, ".rec-item")) == 20
     assert browser.execute_script("return location.hash").endswith("&k=20")
+
+
+@pytest.fixture(scope="module")
+def comirec_server(tmp_path_factory):
+    pytest.importorskip("selenium")
+    pytest.importorskip("uvicorn")
+    log = planted_concepts(n_users=120, n_items=60, n_concepts=6, length=15, seed=1)
+    run_dir = train_run(tmp_path_factory.mktemp("explorer-comirec") / "run",
+                        ['data.dataset="synthetic"', "data.max_len=10", "model=comirec-sa", "model_params.dim=16",
+                         "model_params.num_interests=3"], log)
+    with serve_process(run_dir) as url:
+        yield url
+
+
+def test_multi_interest_baseline_is_grouped_by_interest(comirec_server, browser):
+    """ComiRec has no concepts, but K interest vectors: one card per interest, each item under the interest
+    the server names for it, and the held-out target's interest named without a concept."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    user, heldout = next((u, h) for u in range(120)
+                         if (h := _get(f"{comirec_server}/api/users/{u}/heldout?k=20"))["target"]["rank"] is not None)
+    browser.get(f"{comirec_server}/#heldout={user}&k=20")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".interest-group .rec-item")) == 20,
+               message=lambda: f"status: {browser.find_element(By.ID, 'status').text!r}")
+    assert "K = 3 interests" in browser.find_element(By.ID, "meta").text
+    page = browser.execute_script("""
+        return [...document.querySelectorAll('.interest-group')].map(g => ({interest: g.dataset.interest,
+            head: g.querySelector('h3').textContent,
+            items: [...g.querySelectorAll('.rec-item')].map(li => li.dataset.item)}));""")
+    assert [g["interest"] for g in page] == ["0", "1", "2"]
+    assert [g["head"] for g in page] == ["Interest 0", "Interest 1", "Interest 2"]
+    grouped = {item: int(g["interest"]) for g in page for item in g["items"]}
+    assert grouped == {str(x["item_id"]): x["interest"] for x in heldout["items"]}
+    target = heldout["target"]
+    text = browser.find_element(By.ID, "heldout-rank").text
+    assert f"found by interest {target['interest']}" in text and "concept" not in text
