@@ -326,6 +326,26 @@ def test_recbole(tmp_path: Path) -> None:
     assert got.name == "tiny"
 
 
+def test_recbole_item_file_next_to_the_inter_file_is_read_without_item_path(tmp_path: Path) -> None:
+    """Without data.item_path, NAME.item next to NAME.inter gives the titles; another name is not picked up."""
+    from sinerec.data.formats import ReadOptions
+    from sinerec.data.formats.recbole import read
+
+    inter_text = "user_id:token\titem_id:token\n1\t2\n1\t3\n"
+    inter = write(tmp_path, "tiny.inter", inter_text)
+    assert read(ReadOptions(str(inter))).items is None  # no .item file yet
+    write(tmp_path, "other.item", "item_id:token\ttitle:token_seq\n2\tWrong\n")
+    assert read(ReadOptions(str(inter))).items is None
+    write(tmp_path, "tiny.item",
+          "item_id:token\ttitle:token_seq\tgenre:token_seq\n2\tToy Story\tAnimation\n3\tHeat\tAction\n")
+    got = read(ReadOptions(str(inter)))
+    pd.testing.assert_frame_equal(got.items, items([2, 3], title=["Toy Story", "Heat"],
+                                                   categories=[("Animation",), ("Action",)]))
+    assert got.source == f"{inter}, {tmp_path / 'tiny.item'}"
+    named = write(tmp_path, "named.item", "item_id:token\ttitle:token_seq\n2\tNamed\n3\tOther\n")
+    assert read(ReadOptions(str(inter), item_path=str(named))).items["title"].tolist() == ["Named", "Other"]
+
+
 def test_recbole_errors(tmp_path: Path) -> None:
     bad_header = write(tmp_path, "a.inter", "user_id\titem_id\n1\t2\n")
     with pytest.raises(DataFormatError, match="name:type"):

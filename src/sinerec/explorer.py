@@ -2,8 +2,9 @@
 the interest behind them, and browse the concept pool.
 
 The page (``resources/explorer/index.html``) is plain HTML and vanilla JavaScript: no build step. For
-recommendations it calls the serving API's ``POST /recommend``; the routes added here only describe the
-run:
+recommendations it calls the serving API's ``POST /recommend``; the routes added here describe the run and
+hold out a user's last item. The page uses relative URLs only, so it works behind a reverse proxy that serves
+it under a path prefix (``https://host/some/prefix/``):
 
 - ``GET /``: the page.
 - ``GET /api/info``: model, dataset, catalogue size, T, K, L, whether items have titles and categories.
@@ -11,6 +12,10 @@ run:
   most popular first; an empty query lists the most popular items. ``GET /api/items?ids=1,2,3``: those items.
 - ``GET /api/users/{id}``: a known user's whole sequence (original item ids with titles), oldest first;
   ``GET /api/users/random``: one drawn at random.
+- ``GET /api/users/{id}/heldout?k=10``: the held-out view of a user (:func:`held_out`): the history up to the
+  test point (the last item held out, as the ``loo`` protocol), the top k for it, and the true next item with
+  its rank in the full ranking and the interest that scores it highest. ``exclude_history`` (default: the
+  run's ``protocol.exclude_history``) removes the history's items from the ranking, as the evaluator does.
 - ``GET /api/concepts``: the concept pool (SINE only, else 404): per concept its top items by cosine, the
   categories of its nearest items, how many users activate it and its mean gate
   (:func:`sinerec.explain.concept_table`, computed on first use over at most ``max_activation_users``).
@@ -20,22 +25,88 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from sinerec import ranking
+from sinerec.data.batching import gather_histories
+from sinerec.errors import SinerecError
 from sinerec.ids import IdMap, plain_id, split_ids
 
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
-__all__ = ["mount_explorer", "page_html"]
+__all__ = ["HeldOut", "held_out", "mount_explorer", "page_html"]
 
 
 def page_html() -> str:
     """The explorer page, read from the package's resources."""
     return resources.files("sinerec").joinpath("resources/explorer/index.html").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A user's last item held out and ranked, as the evaluator ranks a ``loo`` test query.
+
+    Item ids are item indices (1..M). ``rank`` is the 1-based position of ``target`` in the full ranking
+    (ties to the smaller id), None when the target is excluded (it is also in the history and the history is
+    excluded). ``interests`` (k,) and ``target_interest``: the interest whose vector scores the item highest
+    (None for models without interests); ``concept_ids`` (K,): SINE's activated concepts, else None.
+    """
+
+    user: int
+    history: np.ndarray  # (n,) item indices up to the test point, oldest first
+    target: int
+    ids: np.ndarray  # (k,) the top k, best first (-1 past the items left to rank)
+    scores: np.ndarray  # (k,)
+    interests: np.ndarray | None  # (k,)
+    rank: int | None
+    target_score: float
+    target_interest: int | None
+    concept_ids: np.ndarray | None
+    num_ranked: int  # items the target was ranked among (M minus the excluded ones)
+    exclude_history: bool
+
+
+def held_out(run: LoadedRun, user: int, k: int, exclude_history: bool) -> HeldOut:
+    """Hold out user ``user``'s last item and rank every item for the history before it.
+
+    The evaluator's own steps (:mod:`sinerec.evaluate`): the window ``gather_histories``, the query
+    ``ranking.retrieval_query``, the exclusion ``ranking.exclusion_pairs`` and ``ranking.topk_items`` over all
+    items (the full ranking, so that a target outside the top k still has its rank); the interest behind an item
+    is ``ranking.interest_behind``. Raises SinerecError for a user with fewer than 2 items.
+    """
+    data, model = run.data, run.model
+    start, end = int(data.offsets[user]), int(data.offsets[user + 1]) - 1  # items[start:end] is the history
+    if end - start < 1:
+        raise SinerecError(f"user {plain_id(data.user_ids[user])!r} has {end - start + 1} item(s): holding "
+                           "one out needs at least 2")
+    starts, ends = np.array([start]), np.array([end])
+    target = int(data.items[end])
+    window = torch.from_numpy(gather_histories(data.items, starts, ends, run.config.data.max_len))  # (1, T)
+    vectors = model.item_embeddings().detach()  # (M + 1, D)
+    with torch.inference_mode():
+        out = model(window)
+        query = ranking.retrieval_query(model, out)  # (1, D) or (1, K, D)
+        rows, items = ranking.exclusion_pairs(data.items, starts, ends) if exclude_history else (None, None)
+        full_ids, full_scores = ranking.topk_items(query, vectors, data.num_items, rows, items)  # (1, M)
+        listed = torch.cat([full_ids[:, :k], torch.tensor([[target]])], dim=1)  # (1, k + 1)
+        behind = (None if out.interests is None else
+                  ranking.interest_behind(out.interests, vectors, listed)[0].numpy())
+    ids, scores = full_ids[0].numpy(), full_scores[0].float().numpy()
+    where = np.flatnonzero(ids == target)
+    rank = int(where[0]) + 1 if len(where) else None
+    concepts = (out.extras or {}).get("concept_ids")
+    return HeldOut(user=user, history=data.items[start:end].copy(), target=target, ids=ids[:k],
+                   scores=scores[:k], interests=None if behind is None else behind[:k], rank=rank,
+                   target_score=float(scores[rank - 1]) if rank is not None else float("nan"),
+                   target_interest=None if behind is None else int(behind[-1]),
+                   concept_ids=None if concepts is None else concepts[0].numpy(),
+                   num_ranked=int((ids >= 1).sum()), exclude_history=exclude_history)
 
 
 class _Catalogue:
@@ -74,6 +145,24 @@ class _Catalogue:
         return {"user_id": plain_id(data.user_ids[u]), "length": int(len(seq)),
                 "history": [self.item(int(i)) for i in seq]}
 
+    def ranked(self, idx: int, score: float, interest: int | None, concepts: np.ndarray | None) -> dict[str, Any]:
+        """An item of a ranking: the item, its score, the interest behind it and that interest's concept."""
+        concept = None if concepts is None or interest is None else int(concepts[interest])
+        return {**self.item(idx), "score": round(score, 6), "interest": interest, "concept": concept}
+
+    def held_out(self, h: HeldOut) -> dict[str, Any]:
+        """The JSON of :class:`HeldOut`: original ids, titles, and where the true next item landed."""
+        data = self.run.data
+        interests = [None] * len(h.ids) if h.interests is None else [int(i) for i in h.interests]
+        target = self.ranked(h.target, h.target_score, h.target_interest, h.concept_ids)
+        return {"user_id": plain_id(data.user_ids[h.user]), "length": int(len(h.history)) + 1,
+                "history": [self.item(int(i)) for i in h.history], "k": len(h.ids),
+                "items": [self.ranked(int(i), float(s), kk, h.concept_ids)
+                          for i, s, kk in zip(h.ids, h.scores, interests, strict=True) if i >= 1],
+                "target": {**target, "score": None if h.rank is None else target["score"], "rank": h.rank,
+                           "in_top_k": h.rank is not None and h.rank <= len(h.ids)},
+                "num_ranked": h.num_ranked, "exclude_history": h.exclude_history}
+
 
 def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0) -> None:
     """Add the explorer's page and ``/api/...`` routes to a FastAPI ``app`` serving ``run`` (a LoadedRun).
@@ -111,7 +200,8 @@ def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000,
         cfg = getattr(run.model, "config", None)
         return {"model": run.config.model, "dataset": run.data.name, "num_items": run.data.num_items,
                 "num_users": run.data.num_users, "max_len": run.config.data.max_len,
-                "num_interests": getattr(cfg, "num_interests", None) if has_concepts else None,
+                "num_interests": getattr(cfg, "num_interests", None),
+                "exclude_history": run.config.protocol.excludes_history,
                 "num_concepts": getattr(cfg, "num_concepts", None) if has_concepts else None,
                 "has_titles": run.data.item_titles is not None,
                 "has_categories": run.data.item_categories is not None, "has_concepts": has_concepts}
@@ -136,6 +226,20 @@ def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000,
         if u is None:
             raise HTTPException(404, f"user: unknown user id {user_id!r}")
         return catalogue.user(u)
+
+    @app.get("/api/users/{user_id}/heldout", summary="Explorer: a user's last item held out and ranked")
+    def user_heldout(user_id: str, k: int = 10, exclude_history: bool | None = None) -> dict[str, Any]:
+        u = catalogue.user_map.index(user_id)
+        if u is None:
+            raise HTTPException(404, f"user: unknown user id {user_id!r}")
+        if not 1 <= k <= run.data.num_items:
+            raise HTTPException(422, f"k: must be between 1 and {run.data.num_items}, got {k}")
+        exclude = run.config.protocol.excludes_history if exclude_history is None else exclude_history
+        try:
+            result = held_out(run, u, k, exclude)
+        except SinerecError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return catalogue.held_out(result)
 
     @app.get("/api/concepts", summary="Explorer: the concept pool (SINE)")
     def concept_pool() -> dict[str, Any]:

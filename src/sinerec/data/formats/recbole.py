@@ -14,13 +14,20 @@ from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import ITEM, TIMESTAMP, USER, Interactions
 from sinerec.errors import DataFormatError, SinerecError
 
-__all__ = ["read", "read_recbole"]
+__all__ = ["read", "read_recbole", "sibling_item_file"]
 
 
 def read(options: ReadOptions) -> Interactions:
-    """The ``recbole`` format: ``options.path`` is the ``.inter`` file, ``options.item_path`` the ``.item``."""
-    return read_recbole(options.path, options.item_path, name=options.name,
-                        skip_bad_lines=options.skip_bad_lines)
+    """The ``recbole`` format: ``options.path`` is the ``.inter`` file, ``options.item_path`` the ``.item``;
+    without ``item_path``, the ``.item`` file next to the ``.inter`` one (same stem), when there is one."""
+    item_path = options.item_path if options.item_path is not None else sibling_item_file(options.path)
+    return read_recbole(options.path, item_path, name=options.name, skip_bad_lines=options.skip_bad_lines)
+
+
+def sibling_item_file(inter_path: PathLike) -> Path | None:
+    """RecBole's layout: ``NAME.item`` in the folder of ``NAME.inter``; None when it does not exist."""
+    candidate = Path(inter_path).with_suffix(".item")
+    return candidate if candidate.is_file() else None
 
 
 def _recbole_header(path: Path, header: list[str]) -> tuple[list[str], list[str]]:
