@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sinerec.benchmark import model_config
-from sinerec.cli import build_parser
+from sinerec.cli import build_parser, main
 from sinerec.cli.train import train_config
 from sinerec.errors import ConfigError
 from sinerec.models import MODELS
@@ -51,3 +53,17 @@ def _leaf_keys(tree, prefix=""):
             yield from _leaf_keys(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}"
+
+
+def test_config_show_prints_each_setting_with_its_source(capsys, tmp_path):
+    assert main(["config", "show", "--model", "sasrec", "--set", "train.lr=0.5"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert lines["key"] == ["key", "value", "source"]
+    assert lines["model_params.dim"][1:] == ["50", "configs/sasrec.toml"]
+    assert lines["train.lr"][1:] == ["0.5", "--set"]
+    assert lines["train.weight_decay"][1:] == ["0.0", "default"]
+    assert main(["config", "show", "--model", "caser", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == {"value": "caser", "source": "--model"}
+    assert main(["config", "show", "--set", "train.lr=x"]) == 2
+    assert capsys.readouterr().err.strip() == "sinerec: error: train.lr: expected a number, got 'x'"
