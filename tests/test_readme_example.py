@@ -35,5 +35,5 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert run.config.model == "sasrec" and run.data.num_users == 610
     assert list(top.columns) == ["user_id", "rank", "item_id", "score"] and len(top) == 30
     assert same.metrics == run.metrics and (tmp_path / "runs" / "readme" / "metrics.json").exists()
-    printed = capsys.readouterr().out.splitlines()
-    assert 0.0 <= float(printed[0]) <= 1.0 and len(eval(printed[1])) == 5
+    printed = capsys.readouterr().out.splitlines()[-2:]  # the example's prints (a CLI test may have routed
+    assert 0.0 <= float(printed[0]) <= 1.0 and len(eval(printed[1])) == 5  # the sinerec logger to stdout)
