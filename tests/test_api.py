@@ -165,3 +165,14 @@ def test_import_sinerec_is_cheap():
     code = "import sys, sinerec; print('torch' in sys.modules, 'sinerec.api' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_polars_like_frame_is_read_through_to_pandas():
+    class PolarsLike:  # polars.DataFrame offers to_pandas(); polars itself is not a dependency
+        def to_pandas(self) -> pd.DataFrame:
+            return pd.DataFrame({"user": ["a", "a"], "item": [3, 4]})
+
+    log = frame_interactions(PolarsLike())
+    assert log.events["user"].tolist() == ["a", "a"] and "timestamp" not in log.events
+    with pytest.raises(SinerecError, match="data: expected a dataset name, a file path or a DataFrame, got list"):
+        frame_interactions([1, 2])
