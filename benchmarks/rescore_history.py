@@ -1,8 +1,9 @@
 """Re-score the runs of a `sinerec benchmark` on their test users with history exclusion on and off.
 
-The SINE paper says the items a user interacted with are not negatives (our `loo` default, history excluded
-from the ranking); the official code ranks them anyway. This evaluates every finished run of a benchmark both
-ways, with the same weights, and writes the means and sample standard deviations over seeds.
+The same as `sinerec evaluate --run RUN --set protocol.exclude_history=true|false` for every run (both call
+`sinerec.rescore.rescore`). The SINE paper says the items a user interacted with are not negatives (our `loo`
+default, history excluded from the ranking); the official code ranks them anyway. This evaluates every finished
+run of a benchmark both ways, with the same weights, and writes the means and sample standard deviations over seeds.
 
     python benchmarks/rescore_history.py benchmarks/baselines-ml1m-loo --out benchmarks/baselines-ml1m-loo/history.json
 """
@@ -15,8 +16,7 @@ from pathlib import Path
 import torch
 
 from sinerec.benchmark.report import mean_std
-from sinerec.data.splits import make_split
-from sinerec.evaluate import evaluate
+from sinerec.rescore import rescore
 from sinerec.runs import load_run
 from sinerec.storage import write_json
 
@@ -32,11 +32,10 @@ def main() -> None:
     per_model: dict[str, dict[str, list[dict[str, float]]]] = {}
     for run_dir in sorted(p for p in (args.benchmark / "runs").iterdir() if (p / "metrics.json").exists()):
         run = load_run(run_dir)
-        split = make_split(run.data, run.config.protocol)
         entry = per_model.setdefault(run.config.model, {"excluded": [], "included": []})
-        for key, exclude in (("excluded", True), ("included", False)):
-            result = evaluate(run.model, run.data, split.test, run.config.data.max_len, exclude)
-            entry[key].append({m: result.means[m] for m in METRICS})
+        for key, exclude in (("excluded", "true"), ("included", "false")):  # `sinerec evaluate --set ...`
+            result = rescore(run, [f"protocol.exclude_history={exclude}"], parts=["test"])["test"]
+            entry[key].append({m: result[m] for m in METRICS})
         print(run_dir.name, {k: round(100 * v[-1]["HR@10"], 2) for k, v in entry.items()}, flush=True)
     summary = {model: {key: {m: mean_std([r[m] for r in rows]) for m in METRICS} | {"n_seeds": len(rows)}
                        for key, rows in entry.items()}

@@ -12,6 +12,7 @@ model lines) passes ``on_prepared`` / ``on_start``, called on every rank.
 from __future__ import annotations
 
 import ctypes
+import logging
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from sinerec.distributed import DistContext
 from sinerec.errors import SinerecError
 from sinerec.pipeline import Prepared, prepare
 from sinerec.train import Trainer, TrainResult, resolve_device
+
+logger = logging.getLogger("sinerec")
 
 __all__ = ["RunStart", "TrainedRun", "apply_process_settings", "train_run", "tune_malloc"]
 
@@ -78,7 +81,8 @@ def apply_process_settings(config: Config) -> None:
 
 
 def train_run(config: Config, out: str | Path | None = None, *, resume: bool = False,
-              log: Callable[[str], None] = print, dist: DistContext | None = None, prepared: Prepared | None = None,
+              log: Callable[[str], None] = logger.info, dist: DistContext | None = None,
+              prepared: Prepared | None = None,
               on_prepared: Callable[[Prepared], None] | None = None,
               on_start: Callable[[RunStart], None] | None = None) -> TrainedRun:
     """Train ``config`` into the run directory ``out`` and return the finished run.
@@ -88,7 +92,7 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
         out: the run directory; default ``runs/MODEL-DATASET-TIME`` (rank 0's clock names it for every rank).
         resume: continue the run in ``out`` from its checkpoint (its header is kept). Without it, an ``out``
             that already holds a run (``sinerec.runs.holds_run``) is refused with :class:`SinerecError`.
-        log: receives progress lines (rank 0 only).
+        log: receives progress lines (rank 0 only); default the ``sinerec`` logger at INFO.
         dist: this process's context under ``torchrun`` (``sinerec.distributed.init``); default one process
             on ``train.device``.
         prepared: the data, already read and split for ``config`` (e.g. shared by several runs); default

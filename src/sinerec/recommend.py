@@ -107,7 +107,7 @@ class Recommender:
 
     def __init__(self, run: LoadedRun, index: ItemIndex | None = None, max_history: int | None = None) -> None:
         self.run = run
-        self.model = run.model
+        self.model = run.model.eval()  # a model serves in eval mode (no dropout), even one fresh from training
         self.data = run.data
         self.max_len: int = run.config.data.max_len
         self.max_history = max_history

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import queue
 import threading
@@ -46,6 +47,8 @@ from sinerec.distributed import DistContext
 from sinerec.errors import SinerecError
 from sinerec.evaluate import EvalResult, evaluate
 from sinerec.models import SequentialRecommender, build_model
+
+LOGGER = logging.getLogger("sinerec")  # where progress goes unless the caller passes ``log``
 
 
 def resolve_device(name: str) -> torch.device:
@@ -105,7 +108,7 @@ class Trainer:
     """
 
     def __init__(self, config: Config, data: SequenceData, split: Split, run_dir: Path | None = None,
-                 log: Callable[[str], None] = print, dist: DistContext | None = None) -> None:
+                 log: Callable[[str], None] = LOGGER.info, dist: DistContext | None = None) -> None:
         self.config = config
         self.data = data
         self.split = split

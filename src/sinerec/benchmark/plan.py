@@ -1,7 +1,8 @@
 """The benchmark plan: which runs (models x seeds) with which settings.
 
-Each model starts from the settings file shipped with the package (``sinerec/configs/MODEL.toml``, the paper's
-settings where the paper gives them), then the benchmark's data and protocol options, then the caller's
+Each model's settings are resolved as ``sinerec train`` resolves them (``sinerec.settings``): the settings
+file shipped with the package (``sinerec/configs/MODEL.toml``, the paper's settings where the paper gives
+them), then the benchmark's data and protocol options, then the caller's
 overrides: ``key=value`` for every model, ``MODEL:key=value`` for one; ``train.seed`` is the run's seed.
 """
 
@@ -9,29 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sinerec.config import Config, load_config
+from sinerec.config import Config
 from sinerec.errors import ConfigError
 from sinerec.models import MODELS
+from sinerec.settings import resolve_config, shipped_config_path
 
 __all__ = ["QUICK", "RunSpec", "check_same_data", "model_config", "run_name", "shipped_config_path",
            "split_overrides"]
 
 #: Train settings of ``quick=True``: a smoke run of the whole pipeline, not a measurement.
 QUICK = {"epochs": 1, "max_steps_per_epoch": 20}
-
-
-def shipped_config_path(model: str) -> Path:
-    """The settings file shipped for ``model`` (``sinerec/configs/MODEL.toml``)."""
-    if model not in MODELS:
-        raise ConfigError(f"benchmark: unknown model {model!r}; choose from {', '.join(MODELS)}")
-    path = Path(str(resources.files("sinerec") / "configs" / f"{model}.toml"))
-    if not path.is_file():
-        raise ConfigError(f"benchmark: no shipped settings for {model!r} ({path} is missing)")
-    return path
 
 
 def split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -75,7 +66,9 @@ def model_config(model: str, seed: int, data: dict[str, Any] | None = None,
     if threads is not None:
         values["train"]["threads"] = threads
     forced = [f"train.seed={seed}", "train.progress=false"]
-    return load_config(values, file=shipped_config_path(model), overrides=common + scoped.get(model, []) + forced)
+    if model not in MODELS:
+        raise ConfigError(f"benchmark: unknown model {model!r}; choose from {', '.join(MODELS)}")
+    return resolve_config(model, values=values, overrides=common + scoped.get(model, []) + forced)
 
 
 def check_same_data(configs: dict[str, Config]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from sinerec.pipeline import Prepared, prepare
 __all__ = ["BenchmarkResult", "run_benchmark"]
 
 Log = Callable[[str], None]
+logger = logging.getLogger("sinerec")
 
 
 @dataclass
@@ -52,7 +54,7 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
                   data: dict[str, Any] | None = None, protocol: str | None = None, overrides: Sequence[str] = (),
                   prepared: Prepared | None = None, jobs: int = 1, threads: int | None = None,
                   isolate: bool = True, quick: bool = False, sort_by: str = "NDCG@10",
-                  command: str | None = None, log: Log = print) -> BenchmarkResult:
+                  command: str | None = None, log: Log = logger.info) -> BenchmarkResult:
     """Train every model in ``models`` (default: all registered) once per seed on one dataset and split.
 
     Args:

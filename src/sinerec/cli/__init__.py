@@ -8,30 +8,77 @@ lists them in the order ``sinerec --help`` shows them.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
-from sinerec.cli import benchmark, data, explain, serving, train
+from sinerec.cli import benchmark, config, data, evaluate, explain, predict, serving, train
+from sinerec.cli.common import HelpFormatter, walk_parsers
 from sinerec.cli.serving import format_recommendation
 from sinerec.cli.train import format_metrics_table
 from sinerec.errors import SinerecError
 
-__all__ = ["COMMANDS", "build_parser", "format_metrics_table", "format_recommendation", "main"]
+__all__ = ["COMMANDS", "ConsoleHandler", "build_parser", "configure_logging", "format_metrics_table",
+           "format_recommendation", "main"]
+
+EPILOG = """examples:
+  sinerec datasets
+  sinerec train --model sasrec --dataset ml-1m
+  sinerec evaluate --run RUN --set protocol.exclude_history=false
+  sinerec predict --run RUN --users all --k 10 --out top10.parquet
+  sinerec config show --model sine
+
+`sinerec COMMAND --help` shows a command's flags and their defaults."""
 
 #: the command modules, in help order
-COMMANDS = (train, data, explain, serving, benchmark)
+COMMANDS = (train, evaluate, predict, config, data, explain, serving, benchmark)
+
+
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The command line's handler of the ``sinerec`` logger: the bare message on the *current* stdout (INFO)
+    or stderr (WARNING and above), so that the library's progress reads as the command's own output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stdout if self.level_of_record < logging.WARNING else sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler sets it; the current sys stream is used instead
+        pass
+
+    level_of_record = logging.INFO
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.level_of_record = record.levelno
+        super().emit(record)
+
+
+def configure_logging() -> None:
+    """Route the ``sinerec`` logger to the console at INFO, once per process."""
+    logger = logging.getLogger("sinerec")
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(ConsoleHandler())
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sinerec", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sinerec", description=__doc__.splitlines()[0], epilog=EPILOG)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     for module in COMMANDS:
         module.register(sub)
+    for p in walk_parsers(parser):
+        p.formatter_class = HelpFormatter
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -40,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     handler = getattr(args, "handler", None)
-    if handler is None:  # no command, or a group without its subcommand: that level's help
-        getattr(args, "group", parser).print_help()
-        return 1
+    if handler is None:  # no command, or a group without its subcommand: that level's help, a usage error
+        getattr(args, "group", parser).print_help(sys.stderr)
+        return 2
     try:
         return int(handler(args))
     except SinerecError as exc:

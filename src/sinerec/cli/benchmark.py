@@ -12,7 +12,9 @@ from sinerec.errors import SinerecError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("benchmark", help="train several models x seeds on one dataset and split; compare them")
+    p = sub.add_parser("benchmark", help="train several models x seeds on one dataset and split; compare them",
+                       epilog="examples:\n  sinerec benchmark --quick\n"
+                              "  sinerec benchmark --dataset ml-1m --models sine,sasrec --seeds 1,2,3 --out bench")
     p.add_argument("--models", help="comma-separated models (default: all registered)")
     add_data_args(p)
     p.add_argument("--protocol", choices=["loo", "comirec"], default="loo", help="evaluation protocol (default loo)")

@@ -13,6 +13,29 @@ if TYPE_CHECKING:
 RUN_HELP = "run directory written by `sinerec train`"
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every parser's formatter: epilogs (examples) kept as written, and each flag's default appended to its
+    help unless the help already names it or there is none (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (action.option_strings and default not in (None, False, [], argparse.SUPPRESS)
+                and "%(default)" not in text and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+def walk_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every parser below it (subcommands), depth first."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                out.extend(walk_parsers(child))
+    return out
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     from sinerec.data.formats import FORMATS
 

@@ -10,17 +10,18 @@ from sinerec.cli.common import add_data_args, data_overrides
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("data", help="inspect data")
+    p = sub.add_parser("data", help="inspect data (describe)")
     p.set_defaults(handler=None, group=p)
     dsub = p.add_subparsers(dest="data_command")
     d = dsub.add_parser("describe", help="counts of a dataset (no filters unless --set data.* is given)")
     add_data_args(d)
-    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a data.* setting, e.g. --set data.min_user_count=5 (repeatable)")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(handler=cmd_describe)
 
     p = sub.add_parser("datasets", help="list the named datasets, their sizes and licences")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print every field as JSON instead of the table")
     p.set_defaults(handler=cmd_datasets)
 
 
@@ -48,6 +49,30 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_datasets(rows: list[dict[str, Any]]) -> str:
+    """The rows of ``list_datasets`` as a table: name, users, items, interactions, licence (its name, the
+    text before the first colon; ``--json`` has it whole) and where the files are (their folder, "download"
+    when they would be downloaded, "-" when neither)."""
+    def count(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) else "-"
+
+    def where(row: dict[str, Any]) -> str:
+        if row.get("path"):
+            return f"{row['location']}: {row['path']}"
+        return "download" if row.get("downloadable") else "-"
+
+    table = [("name", "users", "items", "interactions", "licence", "where")]
+    table += [(row["name"], count(row["n_users"]), count(row["n_items"]), count(row["n_interactions"]),
+               str(row["licence"]).split(":")[0], where(row)) for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    right = (False, True, True, True, False)
+    lines = []
+    for r in table:
+        cells = [c.rjust(w) if ra else c.ljust(w) for c, w, ra in zip(r[:5], widths, right, strict=True)]
+        lines.append("  ".join([*cells, r[5]]))
+    return "\n".join(lines)
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from sinerec.data.datasets import list_datasets
 
@@ -55,6 +80,5 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, default=str, indent=2))
         return 0
-    for row in rows:
-        print(json.dumps(row, default=str))
+    print(format_datasets(rows))
     return 0

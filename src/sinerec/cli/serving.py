@@ -20,7 +20,9 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=512, help="users per model call")
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("recommend", help="top k for a known user or a history of item ids, explained")
+    p = sub.add_parser("recommend", help="top k for a known user or a history of item ids, explained",
+                       epilog="examples:\n  sinerec recommend --run RUN --user 42 --k 5\n"
+                              "  sinerec recommend --run RUN --history 1,2,3 --backend hnsw")
     p.add_argument("--run", required=True, help=RUN_HELP)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="original id of a user of the run's data (their whole sequence)")
@@ -32,10 +34,12 @@ def register(sub: Any) -> None:
     add_index_args(p)
     p.set_defaults(handler=cmd_recommend)
 
-    p = sub.add_parser("serve", help="HTTP API: /recommend, /recommend/batch, /items/{id}/similar, /health")
+    p = sub.add_parser("serve", help="HTTP API: /recommend, /recommend/batch, /items/{id}/similar, /health",
+                       epilog="examples:\n  sinerec serve --run RUN --port 8000\n"
+                              "  sinerec serve --run RUN --index RUN/index-hnsw --host 0.0.0.0")
     p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
     p.add_argument("--threads", type=int, default=1, help="torch and Faiss threads per request (default 1)")
     p.add_argument("--max-concurrency", type=int, help="requests computed at once (default: CPU cores)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +18,31 @@ if TYPE_CHECKING:
     from sinerec.pipeline import Prepared
 
 
+EPILOG = """examples:
+  sinerec train                                          # SINE on ml-latest-small
+  sinerec train --model sasrec --dataset ml-1m --epochs 20
+  sinerec train --path log.csv --format table --set data.user_col=uid --out runs/mine
+  sinerec train --out runs/mine --resume"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a model and evaluate it (default: SINE on ml-latest-small)")
-    p.add_argument("--config", help="TOML, JSON or YAML configuration file")
-    p.add_argument("--model", help="sine (default), mostpop, sasrec, gru4rec, ...")
+    p = sub.add_parser("train", help="train a model and evaluate it (default: SINE on ml-latest-small)",
+                       description="Train a model into a run directory. Settings: the model's shipped "
+                                   "configs/MODEL.toml < --config < the flags < --set, exactly as `sinerec "
+                                   "benchmark` resolves them; `sinerec config show` prints them.",
+                       epilog=EPILOG)
+    p.add_argument("--config", help="TOML, JSON or YAML settings over the model's shipped configs/MODEL.toml")
+    p.add_argument("--model", help="sine (default), mostpop, sasrec, gru4rec, ... (`sinerec train --model X` "
+                                   "starts from configs/X.toml)")
     add_data_args(p)
     p.add_argument("--protocol", choices=["loo", "comirec"], help="evaluation protocol (default loo)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    from_model = "(default: the model's settings, see `sinerec config show`)"
+    p.add_argument("--epochs", type=int, help=f"train.epochs: the most epochs, early stopping aside {from_model}")
+    p.add_argument("--batch-size", type=int, help=f"train.batch_size: examples per step {from_model}")
+    p.add_argument("--lr", type=float, help=f"train.lr: learning rate {from_model}")
+    p.add_argument("--seed", type=int, help=f"train.seed: the random seed {from_model}")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, help="torch CPU threads (per process)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step (train.compile)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set model_params.num_concepts=100 --set train.patience=5")
@@ -38,14 +52,10 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_train)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from sinerec import distributed
-    from sinerec.config import load_config
-    from sinerec.runs import CONFIG
-    from sinerec.train import resolve_device
-
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``key=value`` overrides the flags of ``sinerec train`` stand for (data, protocol, train), in order."""
     overrides = data_overrides(args)
-    for opt, key in (("model", "model"), ("protocol", "protocol.name"), ("epochs", "train.epochs"),
+    for opt, key in (("protocol", "protocol.name"), ("epochs", "train.epochs"),
                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
                      ("device", "train.device"), ("threads", "train.threads")):
         value = getattr(args, opt)
@@ -55,13 +65,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append("train.progress=false")
     if args.compile:
         overrides.append("train.compile=true")
+    return overrides
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """A new run's settings, resolved as ``sinerec benchmark`` resolves them (``sinerec.settings``): the
+    model's shipped ``configs/MODEL.toml``, then ``--config``, then the flags, then ``--set``."""
+    from sinerec.settings import resolve_config
+
+    return resolve_config(args.model, file=args.config, overrides=flag_overrides(args) + args.overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sinerec import distributed
+    from sinerec.config import load_config
+    from sinerec.runs import CONFIG
+    from sinerec.train import resolve_device
+
     out = Path(args.out) if args.out else None
     if args.resume:
         if out is None or not (out / CONFIG).exists():
             raise SinerecError(f"--resume needs --out pointing at an earlier run directory (with {CONFIG})")
         config = load_config(json.loads((out / CONFIG).read_text()), overrides=args.overrides)
     else:
-        config = load_config(file=args.config, overrides=overrides + args.overrides)
+        config = train_config(args)
     ctx = distributed.init(resolve_device(config.train.device))  # under torchrun: join the process group
     try:
         return train_body(args, config, out, ctx)
@@ -98,7 +125,7 @@ def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
     return 0
 
 
-def format_metrics_table(doc: dict[str, Any]) -> str:
+def format_metrics_table(doc: dict[str, Any], parts: Sequence[str] = ("valid", "test")) -> str:
     """Validation and test metrics in percent, one row per metric, one column per cut-off.
 
     Rows follow the order of the metric table ``sinerec.metrics.METRICS`` (names it lacks, e.g. from an older
@@ -108,7 +135,7 @@ def format_metrics_table(doc: dict[str, Any]) -> str:
     order = list(METRICS)
     lines = [f"{doc['model']} on {doc['dataset']['name']} ({doc['protocol']['name']}, fingerprint "
              f"{doc['protocol']['fingerprint']}): metrics in %"]
-    for part in ("valid", "test"):
+    for part in parts:
         metrics = doc[part]
         names = sorted({k.split("@")[0] for k in metrics},
                        key=lambda name: (order.index(name), "") if name in METRICS else (len(order), name))
