@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-#: the file whose marked ```python block is the example (the lead points this at README.md after merging)
-README = Path(__file__).resolve().parents[1] / "NOTES-README-facade.md"
+#: the file whose marked ```python block is the example
+README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- readme-example"
 
 
