@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from sinerec.cli import benchmark, data, explain, serving, train
+from sinerec.cli import benchmark, data, explain, serving, train, tune
 from sinerec.cli.serving import format_recommendation
 from sinerec.cli.train import format_metrics_table
 from sinerec.errors import SinerecError
@@ -19,7 +19,7 @@ from sinerec.errors import SinerecError
 __all__ = ["COMMANDS", "build_parser", "format_metrics_table", "format_recommendation", "main"]
 
 #: the command modules, in help order
-COMMANDS = (train, data, explain, serving, benchmark)
+COMMANDS = (train, tune, data, explain, serving, benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
