@@ -1,8 +1,9 @@
 """The benchmark plan: which runs (models x seeds) with which settings.
 
 Each model starts from the settings file shipped with the package (``sinerec/configs/MODEL.toml``, the paper's
-settings where the paper gives them), then the benchmark's data and protocol options, then the caller's
-overrides: ``key=value`` for every model, ``MODEL:key=value`` for one; ``train.seed`` is the run's seed.
+settings where the paper gives them; a plugin model, see ``sinerec.models``, starts from its config's defaults),
+then the benchmark's data and protocol options, then the caller's overrides: ``key=value`` for every model,
+``MODEL:key=value`` for one; ``train.seed`` is the run's seed.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 from sinerec.config import Config, load_config
 from sinerec.errors import ConfigError
-from sinerec.models import MODELS
+from sinerec.models import MODELS, PLUGINS
 
-__all__ = ["QUICK", "RunSpec", "check_same_data", "model_config", "run_name", "shipped_config_path",
-           "split_overrides"]
+__all__ = ["QUICK", "RunSpec", "check_same_data", "model_config", "run_name", "settings_file",
+           "shipped_config_path", "split_overrides"]
 
 #: Train settings of ``quick=True``: a smoke run of the whole pipeline, not a measurement.
 QUICK = {"epochs": 1, "max_steps_per_epoch": 20}
@@ -32,6 +33,12 @@ def shipped_config_path(model: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"benchmark: no shipped settings for {model!r} ({path} is missing)")
     return path
+
+
+def settings_file(model: str) -> Path | None:
+    """The file a benchmark run of ``model`` starts from: the shipped one, or None for a plugin model (its
+    config's defaults)."""
+    return None if model in PLUGINS else shipped_config_path(model)
 
 
 def split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -67,7 +74,7 @@ def model_config(model: str, seed: int, data: dict[str, Any] | None = None,
     :func:`split_overrides`).
     """
     common, scoped = split_overrides(overrides)
-    values: dict[str, Any] = {"data": dict(data or {}), "train": {"progress": False}}
+    values: dict[str, Any] = {"model": model, "data": dict(data or {}), "train": {"progress": False}}
     if protocol is not None:
         values["protocol"] = {"name": protocol} if isinstance(protocol, str) else dict(protocol)
     if quick:
@@ -75,7 +82,7 @@ def model_config(model: str, seed: int, data: dict[str, Any] | None = None,
     if threads is not None:
         values["train"]["threads"] = threads
     forced = [f"train.seed={seed}", "train.progress=false"]
-    return load_config(values, file=shipped_config_path(model), overrides=common + scoped.get(model, []) + forced)
+    return load_config(values, file=settings_file(model), overrides=common + scoped.get(model, []) + forced)
 
 
 def check_same_data(configs: dict[str, Config]) -> None:

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
+    from sinerec.models import MODELS
+
     p = sub.add_parser("train", help="train a model and evaluate it (default: SINE on ml-latest-small)")
     p.add_argument("--config", help="TOML, JSON or YAML configuration file")
-    p.add_argument("--model", help="sine (default), mostpop, sasrec, gru4rec, ...")
+    p.add_argument("--model", help="the model, default sine: " + ", ".join(MODELS))
     add_data_args(p)
     p.add_argument("--protocol", choices=["loo", "comirec"], help="evaluation protocol (default loo)")
     p.add_argument("--epochs", type=int)
