@@ -133,3 +133,30 @@ def test_tune_a_three_trial_study_on_ml_latest_small_resumes(tmp_path, capsys):
     assert main(["tune", "--config", str(config), "--out", str(out), "--trials", "4", "--set",
                  "train.epochs=3"]) == 2
     assert "made with another configuration or search space" in capsys.readouterr().err
+
+
+def test_a_pruned_trial_stops_early_and_is_never_the_best(tmp_path, monkeypatch):
+    def prune_trial_1(self, epoch, record):  # the pruner's decision, forced for trial 1 after its first epoch
+        if self.trial.number == 1:
+            self.pruned_at = epoch
+
+    monkeypatch.setattr(tuning.PruningCallback, "on_epoch_end", prune_trial_1)
+    base = {"model": "sine", "data": {"max_len": 10}, "model_params": {"dim": 8, "num_concepts": 4},
+            "train": {"epochs": 3, "max_steps_per_epoch": 1, "batch_size": 64, "threads": 1, "progress": False}}
+    space = tuning.read_space({"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2}})
+    lines = []
+    result = tuning.tune(base, space, tmp_path / "study", 2, log=lines.append)
+    states = [t.state.name for t in result.study.get_trials()]
+    assert states == ["COMPLETE", "PRUNED"]
+    epochs = [len((tmp_path / "study" / "trials" / f"trial-000{n}" / "log.jsonl").read_text().splitlines())
+              for n in (0, 1)]
+    assert epochs == [3, 1]
+    assert lines[1].startswith("trial 1: pruned after epoch 1 (valid NDCG@10 ")
+    assert result.best["trial"] == 0 and result.best["trials"] == {"complete": 1, "pruned": 1, "fail": 0}
+
+
+def test_train_reads_a_config_file_with_a_tune_section(tmp_path):
+    path = tmp_path / "search.toml"
+    path.write_text(CONFIG)
+    config = load_config(file=path)
+    assert (config.train.epochs, config.model_params.dim) == (2, 8)
