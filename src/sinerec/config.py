@@ -269,6 +269,7 @@ def load_config(values: dict[str, Any] | None = None, file: str | Path | None = 
         merge(tree, key, value)
     for text in overrides or []:
         merge(tree, *parse_override(text))
+    tree.pop("tune", None)  # the search space of `sinerec tune` (sinerec.tune): not a training setting
     unknown = set(tree) - set(SECTIONS) - {"model", "model_params"}
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known: model, model_params, "

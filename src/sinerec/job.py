@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from sinerec import distributed, runs
+from sinerec.callbacks import Callback
 from sinerec.config import Config
 from sinerec.distributed import DistContext
 from sinerec.errors import SinerecError
@@ -84,7 +85,8 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
               log: Callable[[str], None] = logger.info, dist: DistContext | None = None,
               prepared: Prepared | None = None,
               on_prepared: Callable[[Prepared], None] | None = None,
-              on_start: Callable[[RunStart], None] | None = None) -> TrainedRun:
+              on_start: Callable[[RunStart], None] | None = None,
+              callbacks: Iterable[Callback] = ()) -> TrainedRun:
     """Train ``config`` into the run directory ``out`` and return the finished run.
 
     Args:
@@ -99,6 +101,8 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
             ``prepare(config)``.
         on_prepared: called with the data once it is ready, before anything is written.
         on_start: called when the model is built, before the first epoch.
+        callbacks: told of the fit's progress (rank 0), may stop it early: ``sinerec.callbacks``; the
+            tracking adapters are made by ``sinerec.tracking.make_callbacks``.
     Returns:
         the run directory, data, training result and the ``metrics.json`` document. Rank 0 has written the
         header (unless resuming), ``log.jsonl``, ``model.pt``, ``checkpoint.pt`` and ``metrics.json``.
@@ -118,7 +122,8 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
         distributed.barrier(ctx)  # every rank has looked before rank 0 writes
         if ctx.is_main:
             runs.write_run_header(run_dir, config, prepared)
-    trainer = Trainer(config, prepared.data, prepared.split, run_dir=run_dir, log=log, dist=ctx)
+    trainer = Trainer(config, prepared.data, prepared.split, run_dir=run_dir, log=log, dist=ctx,
+                      callbacks=callbacks)
     n_parameters = sum(p.numel() for p in trainer.model.parameters())
     if on_start is not None:
         on_start(RunStart(run_dir, n_parameters, trainer.device, ctx))

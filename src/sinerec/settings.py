@@ -23,17 +23,20 @@ from typing import Any
 
 from sinerec.config import Config, load_config, parse_override, read_config_file
 from sinerec.errors import ConfigError
-from sinerec.models import MODELS
+from sinerec.models import MODELS, PLUGINS
 
 __all__ = ["DEFAULT_MODEL", "Resolved", "leaves", "resolve", "resolve_config", "shipped_config_path"]
 
 DEFAULT_MODEL = "sine"
 
 
-def shipped_config_path(model: str) -> Path:
-    """The settings file shipped for ``model`` (``sinerec/configs/MODEL.toml``)."""
+def shipped_config_path(model: str) -> Path | None:
+    """The settings file shipped for ``model`` (``sinerec/configs/MODEL.toml``); None for a plugin model
+    (registered through the ``sinerec.models`` entry points), which starts from its config's defaults."""
     if model not in MODELS:
         raise ConfigError(f"model: unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if model in PLUGINS:
+        return None
     path = Path(str(resources.files("sinerec") / "configs" / f"{model}.toml"))
     if not path.is_file():
         raise ConfigError(f"model: no shipped settings for {model!r} ({path} is missing)")
@@ -95,7 +98,7 @@ def resolve(model: str | None = None, *, file: str | Path | None = None, values:
     values = dict(values or {})
     name = _model_of(model, overrides, user, values)
     shipped_path = shipped_config_path(name)
-    shipped = read_config_file(shipped_path)
+    shipped = read_config_file(shipped_path) if shipped_path is not None else {}
     layers: list[tuple[str, dict[str, Any]]] = [
         (f"configs/{name}.toml", shipped), (f"user file {file}", user), ("values", values)]
     tree: dict[str, Any] = {}

@@ -28,7 +28,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sinerec import distributed, losses, runs
+from sinerec.callbacks import Callback, CallbackList
 from sinerec.config import Config
 from sinerec.data.batching import TrainBatches
 from sinerec.data.preprocess import SequenceData
@@ -103,12 +104,14 @@ class Trainer:
 
     ``run_dir`` (optional) receives ``log.jsonl``, ``model.pt`` (best weights) and ``checkpoint.pt`` (rank 0
     only, see ``sinerec.runs``). ``dist`` is the process context from :func:`sinerec.distributed.init`
-    (default: one process on ``train.device``). Constructing and fitting a trainer leaves torch's global
+    (default: one process on ``train.device``). ``callbacks`` are told of the fit's progress and may stop it
+    (``sinerec.callbacks``; rank 0 only). Constructing and fitting a trainer leaves torch's global
     generators and thread count as they were.
     """
 
     def __init__(self, config: Config, data: SequenceData, split: Split, run_dir: Path | None = None,
-                 log: Callable[[str], None] = LOGGER.info, dist: DistContext | None = None) -> None:
+                 log: Callable[[str], None] = LOGGER.info, dist: DistContext | None = None,
+                 callbacks: Iterable[Callback] = ()) -> None:
         self.config = config
         self.data = data
         self.split = split
@@ -118,6 +121,7 @@ class Trainer:
         self.device = self.dist.device
         self.log = log if self.dist.is_main else (lambda *a, **k: None)
         self.writes = run_dir is not None and self.dist.is_main  # only rank 0 writes files
+        self.callbacks = CallbackList(callbacks, self.dist)
         seed, cuda = config.train.seed, self.device.type == "cuda"
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._cuda_rng_state = torch.Generator(self.device).manual_seed(seed).get_state() if cuda else None
@@ -283,8 +287,11 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainResult:
         """Train (or, with ``resume``, continue from ``run_dir``'s checkpoint), restore the best weights and
         evaluate them on the validation and test queries."""
+        self.callbacks.on_fit_start(self.config, self.run_dir)
         with self.random_stream():
-            return self._fit(resume)
+            result = self._fit(resume)
+        self.callbacks.on_fit_end(result)
+        return result
 
     def _fit(self, resume: bool) -> TrainResult:
         cfg = self.config.train
@@ -358,6 +365,8 @@ class Trainer:
                     "bad_epochs": bad_epochs, "epoch": epoch + 1, "history": history,
                     "sample_generator": self.sample_generator.get_state(), "torch_rng": torch.get_rng_state(),
                 })
+            self.callbacks.on_epoch_end(epoch + 1, record)
+            stop = self.callbacks.should_stop() or stop
         self.unwrap_step_module()
         self.model.load_state_dict(best_state)
         valid, test = self.evaluate("valid"), self.evaluate("test")

@@ -2,8 +2,9 @@
 
 Each model's settings are resolved as ``sinerec train`` resolves them (``sinerec.settings``): the settings
 file shipped with the package (``sinerec/configs/MODEL.toml``, the paper's settings where the paper gives
-them), then the benchmark's data and protocol options, then the caller's
-overrides: ``key=value`` for every model, ``MODEL:key=value`` for one; ``train.seed`` is the run's seed.
+them; a plugin model, see ``sinerec.models``, starts from its config's defaults), then the benchmark's data
+and protocol options, then the caller's overrides: ``key=value`` for every model, ``MODEL:key=value`` for
+one; ``train.seed`` is the run's seed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from sinerec.errors import ConfigError
 from sinerec.models import MODELS
 from sinerec.settings import resolve_config, shipped_config_path
 
-__all__ = ["QUICK", "RunSpec", "check_same_data", "model_config", "run_name", "shipped_config_path",
-           "split_overrides"]
+__all__ = ["QUICK", "RunSpec", "check_same_data", "model_config", "run_name",
+           "shipped_config_path", "split_overrides"]
 
 #: Train settings of ``quick=True``: a smoke run of the whole pipeline, not a measurement.
 QUICK = {"epochs": 1, "max_steps_per_epoch": 20}
@@ -58,7 +59,7 @@ def model_config(model: str, seed: int, data: dict[str, Any] | None = None,
     :func:`split_overrides`).
     """
     common, scoped = split_overrides(overrides)
-    values: dict[str, Any] = {"data": dict(data or {}), "train": {"progress": False}}
+    values: dict[str, Any] = {"model": model, "data": dict(data or {}), "train": {"progress": False}}
     if protocol is not None:
         values["protocol"] = {"name": protocol} if isinstance(protocol, str) else dict(protocol)
     if quick:

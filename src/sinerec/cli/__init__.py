@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from sinerec.cli import benchmark, config, data, evaluate, explain, predict, serving, train
+from sinerec.cli import benchmark, config, data, evaluate, explain, predict, serving, train, tune
 from sinerec.cli.common import HelpFormatter, walk_parsers
 from sinerec.cli.serving import format_recommendation
 from sinerec.cli.train import format_metrics_table
@@ -31,7 +31,7 @@ EPILOG = """examples:
 `sinerec COMMAND --help` shows a command's flags and their defaults."""
 
 #: the command modules, in help order
-COMMANDS = (train, evaluate, predict, config, data, explain, serving, benchmark)
+COMMANDS = (train, tune, evaluate, predict, config, data, explain, serving, benchmark)
 
 
 class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -26,14 +26,16 @@ EPILOG = """examples:
 
 
 def register(sub: Any) -> None:
+    from sinerec.models import MODELS
+
     p = sub.add_parser("train", help="train a model and evaluate it (default: SINE on ml-latest-small)",
                        description="Train a model into a run directory. Settings: the model's shipped "
                                    "configs/MODEL.toml < --config < the flags < --set, exactly as `sinerec "
                                    "benchmark` resolves them; `sinerec config show` prints them.",
                        epilog=EPILOG)
     p.add_argument("--config", help="TOML, JSON or YAML settings over the model's shipped configs/MODEL.toml")
-    p.add_argument("--model", help="sine (default), mostpop, sasrec, gru4rec, ... (`sinerec train --model X` "
-                                   "starts from configs/X.toml)")
+    p.add_argument("--model", help="the model, default sine (`--model X` starts from configs/X.toml): "
+                                   + ", ".join(MODELS))
     add_data_args(p)
     p.add_argument("--protocol", choices=["loo", "comirec"], help="evaluation protocol (default loo)")
     from_model = "(default: the model's settings, see `sinerec config show`)"
@@ -49,7 +51,15 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_log_to(p)
     p.set_defaults(handler=cmd_train)
+
+
+def add_log_to(p: argparse.ArgumentParser) -> None:
+    """The ``--log-to`` flag (repeatable): experiment trackers of ``sinerec.tracking.TRACKERS``."""
+    p.add_argument("--log-to", action="append", default=[], choices=["tensorboard", "mlflow"], metavar="TRACKER",
+                   help="also log the run to tensorboard (RUN_DIR/tensorboard) or mlflow (MLFLOW_TRACKING_URI, "
+                        "default sqlite RUN_DIR/mlflow.db); repeatable")
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -100,6 +110,7 @@ def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
     """The body of ``sinerec train`` on every process (the training job); only rank 0 prints."""
     from sinerec import runs
     from sinerec.job import train_run
+    from sinerec.tracking import make_callbacks
 
     say = (lambda *a: None) if args.quiet or not ctx.is_main else print
 
@@ -114,7 +125,9 @@ def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
         where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
         say(f"model: {config.model} ({start.n_parameters:,} parameters) on {start.device}{where}")
 
-    run = train_run(config, out, resume=args.resume, log=say, dist=ctx, on_prepared=data_line, on_start=model_line)
+    callbacks = make_callbacks(args.log_to)
+    run = train_run(config, out, resume=args.resume, log=say, dist=ctx, on_prepared=data_line, on_start=model_line,
+                    callbacks=callbacks)
     if not ctx.is_main:
         return 0
     print(format_metrics_table(run.metrics))
