@@ -10,7 +10,9 @@ run:
 - ``GET /api/items?query=...&limit=20``: items whose title or id contains the query (case-insensitive),
   most popular first; an empty query lists the most popular items. ``GET /api/items?ids=1,2,3``: those items.
 - ``GET /api/users/{id}``: a known user's whole sequence (original item ids with titles), oldest first;
-  ``GET /api/users/random``: one drawn at random.
+  ``GET /api/users/random``: one drawn at random. These hand out training data, so they answer only when
+  mounted with ``expose_users=True`` (``sinerec serve`` does so by default only on a loopback address);
+  otherwise 403 naming the switch.
 - ``GET /api/concepts``: the concept pool (SINE only, else 404): per concept its top items by cosine, the
   categories of its nearest items, how many users activate it and its mean gate
   (:func:`sinerec.explain.concept_table`, computed on first use over at most ``max_activation_users``).
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sinerec.ids import IdMap, plain_id, split_ids
+from sinerec.ids import IdMap, plain_id, show_id, split_ids
 
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
@@ -75,11 +77,13 @@ class _Catalogue:
                 "history": [self.item(int(i)) for i in seq]}
 
 
-def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0) -> None:
+def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0,
+                   expose_users: bool = True) -> None:
     """Add the explorer's page and ``/api/...`` routes to a FastAPI ``app`` serving ``run`` (a LoadedRun).
 
     ``max_activation_users`` bounds the users run through the model for the concept pool's activation
     counts (a sample drawn with ``seed`` beyond that); the pool is computed on its first request.
+    ``expose_users`` False answers the user routes with 403.
     """
     from fastapi import HTTPException
     from fastapi.responses import HTMLResponse
@@ -126,15 +130,22 @@ def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000,
             return {"items": found, "unknown": unknown}
         return {"items": catalogue.search(query, limit), "unknown": []}
 
-    @app.get("/api/users/random", summary="Explorer: a random known user's sequence")
+    def check_users_exposed() -> None:
+        if not expose_users:
+            raise HTTPException(403, "user histories are not served: start `sinerec serve` with --expose-users "
+                                     "to serve them (the default only on a loopback address)")
+
+    @app.get("/api/users/random", summary="Explorer: a random known user's sequence (with --expose-users)")
     def random_user() -> dict[str, Any]:
+        check_users_exposed()
         return catalogue.user(draw.randrange(run.data.num_users))
 
-    @app.get("/api/users/{user_id}", summary="Explorer: a known user's sequence, oldest first")
+    @app.get("/api/users/{user_id}", summary="Explorer: a known user's sequence, oldest first (with --expose-users)")
     def user(user_id: str) -> dict[str, Any]:
+        check_users_exposed()
         u = catalogue.user_map.index(user_id)
         if u is None:
-            raise HTTPException(404, f"user: unknown user id {user_id!r}")
+            raise HTTPException(404, f"user: unknown user id {show_id(user_id)}")
         return catalogue.user(u)
 
     @app.get("/api/concepts", summary="Explorer: the concept pool (SINE)")
