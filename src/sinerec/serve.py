@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sinerec.errors import ConfigError
-from sinerec.ids import plain_id
+from sinerec.ids import plain_id, show_id
 from sinerec.recommend import (
     Recommendation,
     RecommendedItem,
@@ -200,7 +200,8 @@ def _field_message(err: dict[str, Any], limits: ApiLimits) -> str:
     if loc[-1:] in (("int",), ("str",)):  # a union (int | str item ids) reports one error per member
         return "should be an item id (an integer or a string)"
     if kind in ("greater_than_equal", "less_than_equal") and loc[-1:] == ("k",):
-        return f"must be between 1 and {limits.max_k}, got {err.get('input')!r}"
+        value = err.get("input")  # a query parameter arrives as text
+        return f"must be between 1 and {limits.max_k}, got {value if isinstance(value, int) else show_id(value)}"
     noun = "requests" if loc[-1:] == ("requests",) else "items"
     if kind == "too_short" and ctx.get("min_length") == 1:
         return f"is empty; give at least one of the {noun}"
