@@ -192,25 +192,27 @@ MAX_CONNECTIONS = 12
 
 @pytest.fixture(scope="module")
 def server(run_dir):
-    """``sinerec serve`` with a short read timeout; yields (base URL, seconds from the banner line to a
-    successful connect). Reads the banner from its stdout and connects once, at once, without retrying."""
+    """``sinerec serve`` with a short read timeout and a small connection cap; yields (base URL, its banner
+    line, its log file). Connects once, as soon as the banner is written, without retrying."""
     port = free_port()
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port", str(port),
-                             "--read-timeout", str(READ_TIMEOUT), "--keep-alive", "1",
-                             "--max-connections", str(MAX_CONNECTIONS)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = run_dir / "hostile-serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sinerec", "serve", "--run", str(run_dir), "--port",
+                                 str(port), "--read-timeout", str(READ_TIMEOUT), "--keep-alive", "1",
+                                 "--max-connections", str(MAX_CONNECTIONS)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
-        line = ""
-        while "serving" not in line:
-            line = proc.stdout.readline()
-            if not line and (proc.poll() is not None or time.monotonic() > deadline):
-                pytest.fail(f"sinerec serve did not start (exit {proc.poll()})")
+        while "serving" not in log_path.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"sinerec serve did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.02)
         with socket.create_connection(("127.0.0.1", port), timeout=5):  # bound before the banner: no retry
             pass
-        yield f"http://127.0.0.1:{port}", line
+        banner = next(line for line in log_path.read_text().splitlines() if "serving" in line)
+        yield f"http://127.0.0.1:{port}", banner, log_path
     finally:
         proc.terminate()
         try:
@@ -221,12 +223,12 @@ def server(run_dir):
 
 
 def test_banner_comes_after_the_socket_is_bound(server):
-    base, banner = server
+    base, banner, _ = server
     assert f"on {base} " in banner and "user histories served" in banner
 
 
 def test_real_server_refuses_a_foreign_host(server):
-    base, _ = server
+    base, _, _ = server
     with httpx.Client(base_url=base, timeout=10) as http:
         refused = http.get("/health", headers={"host": "evil.example"})
         assert refused.status_code == 400 and "Host header 'evil.example' is not allowed" in refused.json()["detail"]
@@ -248,7 +250,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
 
 
 def test_slow_half_sent_requests_are_closed_and_do_not_block_others(server):
-    base, _ = server
+    base, _, _ = server
     port = int(base.rsplit(":", 1)[1])
     body = json.dumps({"history": [KNOWN], "k": 3}).encode()
     partial = [b"",  # connects and sends nothing
@@ -292,7 +294,7 @@ def test_cli_serve_refuses_bad_flags_on_one_line(flag, value, message, capsys):
 
 
 def test_connections_beyond_the_cap_get_503_until_idle_ones_time_out(server):
-    base, _ = server
+    base, _, _ = server
     port = int(base.rsplit(":", 1)[1])
     idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CONNECTIONS)]
     try:
@@ -304,3 +306,9 @@ def test_connections_beyond_the_cap_get_503_until_idle_ones_time_out(server):
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_the_server_log_holds_no_traceback(server):
+    # runs after the hostile tests above (pytest keeps file order): timed-out and refused requests are quiet
+    _, _, log_path = server
+    assert "Traceback" not in log_path.read_text()
