@@ -308,6 +308,16 @@ def test_connections_beyond_the_cap_get_503_until_idle_ones_time_out(server):
             sock.close()
 
 
+def test_an_oversized_incomplete_request_head_is_refused(server):
+    base, _, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    # a head still incomplete past 16 KiB (a complete one arriving in one read is parsed as it is)
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 20_000
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+
 def test_the_server_log_holds_no_traceback(server):
     # runs after the hostile tests above (pytest keeps file order): timed-out and refused requests are quiet
     _, _, log_path = server

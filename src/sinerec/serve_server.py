@@ -10,7 +10,8 @@ keep-alive timer runs only between requests, never while a request is still arri
   ``timeout_keep_alive``).
 - ``max_connections``: beyond this many open connections (or requests in flight), a new request gets 503 at
   once (uvicorn's ``limit_concurrency``).
-- request heads over 16 KiB are refused by h11 (``h11_max_incomplete_event_size``).
+- a request head still incomplete past 16 KiB gets 400 (h11's default ``h11_max_incomplete_event_size``,
+  made explicit here).
 
 The "serving on ..." line is printed once the socket is bound (:class:`AnnouncingServer`), not before.
 """
