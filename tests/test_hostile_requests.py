@@ -141,6 +141,14 @@ def test_the_known_item_and_loopback_hosts_still_work(client):
     assert answer.status_code == 200 and answer.json()["history_used"] == 2
 
 
+def test_user_routes_take_user_ids_by_the_same_rule(run_dir):
+    http = TestClient(create_app(load_run(run_dir), expose_users=True))
+    assert http.get("/api/users/3").json()["user_id"] == 3
+    for bad in ("٣", "３", HUGE):  # Arabic-Indic and fullwidth 3 must not alias user 3
+        response = http.get(f"/api/users/{bad}")
+        assert response.status_code == 404 and "unknown user id" in response.json()["detail"], bad
+        assert len(response.json()["detail"]) < 120
+
 def test_openapi_schema_states_the_enforced_bounds(client):
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     single, many = schema["RecommendBody"]["properties"], schema["BatchBody"]["properties"]
