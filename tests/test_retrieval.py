@@ -128,6 +128,19 @@ def test_save_and_load_roundtrip(settings, vectors, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no temporary folder left behind
 
 
+@backends
+def test_load_recomputes_the_fingerprint_from_the_stored_vectors(settings, vectors, tmp_path):
+    # An index of other vectors whose index.json was edited to claim this model's fingerprint is refused.
+    items, _, _ = vectors
+    build_index(items * 2, settings).save(tmp_path / "other")
+    header_path = tmp_path / "other" / "index.json"
+    header = json.loads(header_path.read_text())
+    header["fingerprint"] = vectors_fingerprint(items)
+    header_path.write_text(json.dumps(header))
+    with pytest.raises(SinerecError, match="claims fingerprint .* but the stored vectors have"):
+        load_index(tmp_path / "other", expected_fingerprint=vectors_fingerprint(items))
+
+
 @pytest.mark.parametrize("backend", [pytest.param(name, marks=[needs_faiss] if spec.needs_faiss else [])
                                      for name, spec in BACKENDS.items() if spec.exact])
 def test_exact_backends_break_ties_to_the_smaller_id(backend):
@@ -251,6 +264,9 @@ class NumpyIndex(ItemIndex):
     def _write(self, folder):
         np.save(folder / "vectors.npy", self.item_vectors)
 
+    def stored_items(self):
+        return self.item_vectors[1:]
+
     @classmethod
     def load(cls, folder, settings, fingerprint):
         return cls(np.load(folder / "vectors.npy"), settings, fingerprint)
@@ -258,7 +274,8 @@ class NumpyIndex(ItemIndex):
 
 SHARED_SUITE = (test_search_equals_brute_force_topk, test_exclusion_equals_offline_evaluator,
                 test_padding_row_is_never_returned, test_k_beyond_the_catalogue_is_padded,
-                test_multi_vector_search_is_max_over_interests, test_save_and_load_roundtrip)
+                test_multi_vector_search_is_max_over_interests, test_save_and_load_roundtrip,
+                test_load_recomputes_the_fingerprint_from_the_stored_vectors)
 
 
 @pytest.fixture
@@ -299,3 +316,23 @@ def test_the_shared_suite_is_every_backend_test():
 def test_registering_a_taken_name_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_backend(BackendSpec("exact", "", NumpyIndex, NumpyIndex.load, exact=True))
+
+
+
+def test_load_names_the_folder_for_a_torn_or_foreign_index(vectors, tmp_path):
+    items, _, _ = vectors
+    build_index(items, IndexSettings("torch")).save(tmp_path / "index")
+    header = json.loads((tmp_path / "index" / "index.json").read_text())
+    (tmp_path / "index" / "index.json").write_text(json.dumps({**header, "format": "sinerec-index/1"}))
+    with pytest.raises(SinerecError, match=r"unknown index format 'sinerec-index/1'.*sinerec index build"):
+        load_index(tmp_path / "index")
+    (tmp_path / "index" / "index.json").write_text(json.dumps({**header, "num_items": "many"}))
+    with pytest.raises(SinerecError, match=r"index.json: 'num_items' should be a int, got 'many'"):
+        load_index(tmp_path / "index")
+    (tmp_path / "index" / "index.json").write_text('{"format": "sinerec-ind')
+    with pytest.raises(SinerecError, match=r"index.json: not readable JSON"):
+        load_index(tmp_path / "index")
+    (tmp_path / "index" / "index.json").write_text(json.dumps(header))
+    (tmp_path / "index" / "vectors.npy").write_bytes(b"\x93NUMPY torn")
+    with pytest.raises(SinerecError, match=r"the stored index cannot be read \(ValueError"):
+        load_index(tmp_path / "index")

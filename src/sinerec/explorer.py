@@ -16,6 +16,9 @@ it under a path prefix (``https://host/some/prefix/``):
   test point (the last item held out, as the ``loo`` protocol), the top k for it, and the true next item with
   its rank in the full ranking and the interest that scores it highest. ``exclude_history`` (default: the
   run's ``protocol.exclude_history``) removes the history's items from the ranking, as the evaluator does.
+
+The user routes hand out training data, so they answer only when mounted with ``expose_users=True``
+(``sinerec serve`` does so by default only on a loopback address); otherwise 403 naming the switch.
 - ``GET /api/concepts``: the concept pool (SINE only, else 404): per concept its top items by cosine, the
   categories of its nearest items, how many users activate it and its mean gate
   (:func:`sinerec.explain.concept_table`, computed on first use over at most ``max_activation_users``).
@@ -35,7 +38,7 @@ import torch
 from sinerec import ranking
 from sinerec.data.batching import gather_histories
 from sinerec.errors import SinerecError
-from sinerec.ids import IdMap, plain_id, split_ids
+from sinerec.ids import IdMap, plain_id, show_id, split_ids
 
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
@@ -164,11 +167,13 @@ class _Catalogue:
                 "num_ranked": h.num_ranked, "exclude_history": h.exclude_history}
 
 
-def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0) -> None:
+def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000, seed: int = 0,
+                   expose_users: bool = True) -> None:
     """Add the explorer's page and ``/api/...`` routes to a FastAPI ``app`` serving ``run`` (a LoadedRun).
 
     ``max_activation_users`` bounds the users run through the model for the concept pool's activation
     counts (a sample drawn with ``seed`` beyond that); the pool is computed on its first request.
+    ``expose_users`` False answers the user routes with 403.
     """
     from fastapi import HTTPException
     from fastapi.responses import HTMLResponse
@@ -216,22 +221,31 @@ def mount_explorer(app: Any, run: LoadedRun, max_activation_users: int = 20_000,
             return {"items": found, "unknown": unknown}
         return {"items": catalogue.search(query, limit), "unknown": []}
 
-    @app.get("/api/users/random", summary="Explorer: a random known user's sequence")
+    def check_users_exposed() -> None:
+        if not expose_users:
+            raise HTTPException(403, "user histories are not served: start `sinerec serve` with --expose-users "
+                                     "to serve them (the default only on a loopback address)")
+
+    @app.get("/api/users/random", summary="Explorer: a random known user's sequence (with --expose-users)")
     def random_user() -> dict[str, Any]:
+        check_users_exposed()
         return catalogue.user(draw.randrange(run.data.num_users))
 
-    @app.get("/api/users/{user_id}", summary="Explorer: a known user's sequence, oldest first")
+    @app.get("/api/users/{user_id}", summary="Explorer: a known user's sequence, oldest first (with --expose-users)")
     def user(user_id: str) -> dict[str, Any]:
+        check_users_exposed()
         u = catalogue.user_map.index(user_id)
         if u is None:
-            raise HTTPException(404, f"user: unknown user id {user_id!r}")
+            raise HTTPException(404, f"user: unknown user id {show_id(user_id)}")
         return catalogue.user(u)
 
-    @app.get("/api/users/{user_id}/heldout", summary="Explorer: a user's last item held out and ranked")
+    @app.get("/api/users/{user_id}/heldout",
+             summary="Explorer: a user's last item held out and ranked (with --expose-users)")
     def user_heldout(user_id: str, k: int = 10, exclude_history: bool | None = None) -> dict[str, Any]:
+        check_users_exposed()
         u = catalogue.user_map.index(user_id)
         if u is None:
-            raise HTTPException(404, f"user: unknown user id {user_id!r}")
+            raise HTTPException(404, f"user: unknown user id {show_id(user_id)}")
         if not 1 <= k <= run.data.num_items:
             raise HTTPException(422, f"k: must be between 1 and {run.data.num_items}, got {k}")
         exclude = run.config.protocol.excludes_history if exclude_history is None else exclude_history

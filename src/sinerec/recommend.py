@@ -28,7 +28,7 @@ import torch
 from sinerec import ranking
 from sinerec.data.batching import left_padded, user_windows
 from sinerec.errors import SinerecError
-from sinerec.ids import IdMap, plain_id
+from sinerec.ids import IdMap, plain_id, show_id
 from sinerec.retrieval import IndexSettings, ItemIndex, build_index, recall_at_k, vectors_fingerprint
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class UnknownItemError(RequestError):
     def __init__(self, ids: Sequence[Any], where: str = "history") -> None:
         self.ids = list(ids)
         self.where = where
-        shown = ", ".join(repr(i) for i in self.ids[:10]) + (f" and {len(self.ids) - 10} more"
+        shown = ", ".join(show_id(i) for i in self.ids[:10]) + (f" and {len(self.ids) - 10} more"
                                                              if len(self.ids) > 10 else "")
         super().__init__(f"{where}: unknown item id{'s' if len(self.ids) > 1 else ''} {shown}")
 
@@ -100,7 +100,8 @@ class Recommender:
     """Answers recommendation requests for one trained run; build once, call from any thread.
 
     Args:
-        run: a ``LoadedRun`` (model in eval mode).
+        run: a ``LoadedRun``; its model is put in eval mode (dropout off), so that a freshly trained
+            model serves the same answer to the same request.
         index: an index over the model's item vectors (checked by fingerprint); default: exact.
         max_history: the longest history accepted (None: any); the model still sees the last max_len.
     """
@@ -138,7 +139,7 @@ class Recommender:
         """The whole sequence of a known user, as original item ids (oldest first)."""
         u = self.user_map.index(user_id)
         if u is None:
-            raise RequestError(f"user: unknown user id {user_id!r}")
+            raise RequestError(f"user: unknown user id {show_id(user_id)}")
         return [plain_id(self.data.item_ids[i]) for i in self.data.sequence(u)]
 
     def _item(self, idx: int, score: float, interest: int | None, concept: int | None) -> RecommendedItem:
@@ -166,7 +167,8 @@ class Recommender:
         return self.recommend_batch([RecommendRequest(history, k, exclude, exclude_seen)], prefix=False)[0]
 
     def recommend_batch(self, requests: Sequence[RecommendRequest], prefix: bool = True) -> list[Recommendation]:
-        """Answer B requests with one model call and one index search.
+        """Answer B requests with one model call and one index search; a k above the catalogue size M gives
+        every item that is not excluded.
 
         Raises RequestError (or UnknownItemError) naming the request (``requests[i].``) and the problem.
         """
@@ -180,7 +182,7 @@ class Recommender:
             drop = self.item_indices(req.exclude, f"{where}exclude")
             histories.append(seen)
             excluded.append(np.unique(np.concatenate([seen, drop]) if req.exclude_seen else drop))
-        k = max(int(r.k) for r in requests)
+        k = min(max(int(r.k) for r in requests), self.num_items)  # a list never holds more than M items
         batch = left_padded(histories, self.max_len)  # (B, T)
         with torch.inference_mode():
             out = self.model(torch.from_numpy(batch))
@@ -229,6 +231,7 @@ class Recommender:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RequestError(f"k: must be an integer >= 1, got {k!r}")
         idx = int(self.item_indices([item_id], "item")[0])
+        k = min(int(k), self.num_items)
         query = self.item_vectors[idx:idx + 1]  # (1, D)
         if self.model.multi_vector_retrieval:
             ids, scores, _ = self.index.search_multi(query.unsqueeze(1), k, [[idx]])

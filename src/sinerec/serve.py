@@ -9,31 +9,44 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
   search for the whole batch.
 - ``GET /items/{id}/similar?k=10``: nearest items by inner product of item vectors.
 - ``GET /health``: model, catalogue size, index settings.
+- the explorer's page and ``/api/...`` routes (:mod:`sinerec.explorer`) unless ``explorer=False``; its user
+  routes hand out training users' whole histories and are there only with ``expose_users=True``.
 
 The run and the index are loaded once, before the app is created; requests only compute. Errors are JSON
-``{"detail": "<what is wrong, naming the field>"}``: 400 for malformed JSON, 404 for an unknown item in a
-path, 413 for a body over ``max_body_bytes`` (checked on Content-Length and while reading), 422 for invalid
-fields (unknown ids, empty or over-long history, k out of range, wrong types).
+``{"detail": "<what is wrong, naming the field>"}``: 400 for a malformed or missing JSON body and for a Host
+header not in ``allowed_hosts``, 404 for an unknown item in a path, 413 for a body over ``max_body_bytes``
+(checked on Content-Length and while reading), 422 for invalid fields (unknown ids, empty or over-long
+history, k out of range, wrong types, a batch over its limits).
+
+Limits per call, each stated in the OpenAPI schema: a history holds 1..``max_history`` ids; k is in
+1..``max_k`` (a k above the catalogue size returns the whole catalogue); a batch holds 1..``max_batch``
+requests whose k sum to at most ``max_batch_k`` (the default 6,400 is the cost of 64 requests with k = 100:
+the work and the response of a batch grow with the sum of k, so that bound, not the batch size alone, keeps
+one small request from costing seconds of CPU and megabytes of output). An id is an integer or a string;
+an integer table accepts integer text of ASCII digits (:func:`sinerec.ids.integer_id`), anything else is an
+unknown id. Connection limits (read timeout, keep-alive, connection cap) are :mod:`sinerec.serve_server`'s.
 
 Concurrency: endpoints are synchronous and run in the server's thread pool; at most ``max_concurrency``
 requests compute at once (the rest wait), so a burst queues instead of oversubscribing the cores.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the request models are built per app (their bounds are the app's
+# limits) and FastAPI resolves a route's annotations from the module's globals, which cannot see them.
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sinerec.ids import plain_id
+from sinerec.errors import ConfigError
+from sinerec.ids import plain_id, show_id
 from sinerec.recommend import (
     Recommendation,
     RecommendedItem,
@@ -43,11 +56,12 @@ from sinerec.recommend import (
     UnknownItemError,
 )
 from sinerec.retrieval import IndexSettings, ItemIndex
+from sinerec.serve_guard import BodyLimit, TrustedHosts, is_loopback, trusted_hosts
 
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
-__all__ = ["create_app", "serve"]
+__all__ = ["ApiLimits", "create_app", "request_models", "serve"]
 
 log = logging.getLogger("sinerec.serve")
 
@@ -55,24 +69,54 @@ ItemId = Annotated[StrictInt | StrictStr, Field(description="an original item id
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Request and response bodies
+# Request bodies: built per app, so that the schema states the bounds the app enforces
 # ---------------------------------------------------------------------------------------------------------
 
 
-class RecommendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"history": [1, 2, 3], "k": 10, "exclude": [], "exclude_seen": True}]})
+@dataclass(frozen=True)
+class ApiLimits:
+    """What one call may ask for (see the module docstring); every value must be an integer >= 1."""
 
-    history: list[ItemId] = Field(description="original item ids, oldest first; the model sees the last max_len")
-    k: StrictInt = Field(10, description="number of items to return")
-    exclude: list[ItemId] = Field(default_factory=list, description="items never to return")
-    exclude_seen: bool = Field(True, description="remove the history's items from the ranking")
+    max_body_bytes: int = 1 << 20
+    max_history: int = 1000
+    max_k: int = 1000
+    max_batch: int = 256
+    max_batch_k: int = 6400  # 64 requests x k = 100
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"serve.{name}: must be an integer >= 1, got {value!r}")
 
 
-class BatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def request_models(limits: ApiLimits) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The (single, batch) request bodies whose JSON schema carries ``limits`` (minItems, maxItems, minimum,
+    maximum), enforced by validation."""
 
-    requests: list[RecommendBody]
+    class RecommendBody(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={
+            "examples": [{"history": [1, 2, 3], "k": 10, "exclude": [], "exclude_seen": True}]})
+
+        history: list[ItemId] = Field(min_length=1, max_length=limits.max_history,
+                                      description="original item ids, oldest first; the model sees the last "
+                                                  "max_len")
+        k: StrictInt = Field(10, ge=1, le=limits.max_k, description="number of items to return")
+        exclude: list[ItemId] = Field(default_factory=list, description="items never to return")
+        exclude_seen: StrictBool = Field(True, description="remove the history's items from the ranking")
+
+    class BatchBody(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        requests: list[RecommendBody] = Field(  # type: ignore[valid-type]
+            min_length=1, max_length=limits.max_batch,
+            description=f"the requests; their k sum to at most {limits.max_batch_k}")
+
+    return RecommendBody, BatchBody
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------------------------------------
 
 
 class ItemOut(BaseModel):
@@ -146,92 +190,40 @@ def _recommendation_out(rec: Recommendation) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Body size limit (pure ASGI, so that it runs before the body is read)
+# Error messages
 # ---------------------------------------------------------------------------------------------------------
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+def _field_message(err: dict[str, Any], limits: ApiLimits) -> str:
+    """One validation error in our words, with the bound and the value where there is one."""
+    kind, ctx, loc = err.get("type"), err.get("ctx") or {}, err.get("loc", ())
+    if loc[-1:] in (("int",), ("str",)):  # a union (int | str item ids) reports one error per member
+        return "should be an item id (an integer or a string)"
+    if kind in ("greater_than_equal", "less_than_equal") and loc[-1:] == ("k",):
+        value = err.get("input")  # a query parameter arrives as text
+        return f"must be between 1 and {limits.max_k}, got {value if isinstance(value, int) else show_id(value)}"
+    noun = "requests" if loc[-1:] == ("requests",) else "items"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return f"is empty; give at least one of the {noun}"
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} {noun} are accepted, got {ctx.get('actual_length')}"
+    return str(err.get("msg", "invalid"))
 
 
-class _BodyTooLarge(HTTPException):
-    """Raised while reading: FastAPI passes HTTPExceptions through its body parsing unchanged."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"request body exceeds the limit of {max_bytes} bytes")
-
-
-class BodyLimit:
-    """413 for a body over ``max_bytes``: at once from Content-Length, else while the body streams in."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                await _send_error(send, 400, f"Content-Length is not a number: {length[:40]!r}")
-                return
-            if declared > self.max_bytes:
-                await _send_error(send, 413, f"request body of {declared} bytes exceeds the limit of "
-                                             f"{self.max_bytes} bytes")
-                return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge as exc:  # raised outside FastAPI's handlers (e.g. a route reading raw bodies)
-            if not started:
-                await _send_error(send, 413, exc.detail)
-
-
-async def _send_error(send: Callable[[Message], Awaitable[None]], status: int, detail: str) -> None:
-    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
-    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
-    """400 and the parser's message for malformed JSON; else 422 naming each bad field."""
+def _validation_message(exc: RequestValidationError, limits: ApiLimits) -> tuple[int, str]:
+    """400 and the parser's message for a malformed or missing JSON body; else 422 naming each bad field."""
     errors = exc.errors()
     for err in errors:
         if err.get("type") == "json_invalid":
             reason = (err.get("ctx") or {}).get("error", err.get("msg", "invalid JSON"))
             return 400, f"malformed JSON body: {reason}"
+        if err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",):
+            return 400, "body: missing; send a JSON object"
     messages: dict[str, list[str]] = {}
     for err in errors:
-        # A union (int | str item ids) reports one error per member, tagged with the member's type: merge them.
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "int", "str")]
-        if err.get("type") == "missing" and not loc:
-            messages.setdefault("body", []).append("missing; send a JSON object")
-            continue
-        msg = err.get("msg", "invalid")
-        if err.get("loc", ())[-1:] in (("int",), ("str",)):
-            msg = "should be an item id (an integer or a string)"
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "int", "str")]
         where = messages.setdefault(".".join(loc) or "body", [])
+        msg = _field_message(err, limits)
         if msg not in where:
             where.append(msg)
     parts = [f"{where}: {' or '.join(msgs)}" for where, msgs in list(messages.items())[:10]]
@@ -244,10 +236,21 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def create_app(run: LoadedRun, index: ItemIndex | None = None, max_body_bytes: int = 1 << 20, max_history: int = 1000,
-               max_k: int = 1000, max_batch: int = 256, max_concurrency: int | None = None) -> FastAPI:
+def create_app(run: "LoadedRun", index: ItemIndex | None = None, max_body_bytes: int = 1 << 20,
+               max_history: int = 1000, max_k: int = 1000, max_batch: int = 256, max_batch_k: int = 6400,
+               max_concurrency: int | None = None, allowed_hosts: list[str] | None = None, explorer: bool = True,
+               expose_users: bool = True) -> FastAPI:
     """The FastAPI app for a loaded run (``sinerec.runs.LoadedRun``) and an index over its item vectors
-    (default: exact). Everything is in memory when this returns; no request reads a file."""
+    (default: exact). Everything is in memory when this returns; no request reads a file.
+
+    ``allowed_hosts``: the Host names answered (:func:`sinerec.serve_guard.trusted_hosts`; None: any, for
+    in-process use). ``explorer``: mount the explorer page and routes; ``expose_users``: with them, the
+    routes that return training users' histories. The limits are those of :class:`ApiLimits`.
+    """
+    limits = ApiLimits(max_body_bytes, max_history, max_k, max_batch, max_batch_k)
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or max_concurrency < 1):
+        raise ConfigError(f"serve.max_concurrency: must be an integer >= 1, got {max_concurrency!r}")
+    RecommendBody, BatchBody = request_models(limits)
     recommender = Recommender(run, index, max_history=max_history)
     slots = threading.BoundedSemaphore(max_concurrency or os.cpu_count() or 1)
     app = FastAPI(title="sinerec", version=_version(),
@@ -258,45 +261,48 @@ def create_app(run: LoadedRun, index: ItemIndex | None = None, max_body_bytes: i
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        status, detail = _validation_message(exc)
+        status, detail = _validation_message(exc, limits)
         return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # json.loads refused the body
+            detail = f"malformed JSON body: {str(exc.__cause__)[:200]}"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
         status = 404 if isinstance(exc, UnknownItemError) and exc.where == "item" else 422
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    def check_k(k: int, where: str = "") -> None:
-        if not 1 <= k <= max_k:
-            raise RequestError(f"{where}k: must be between 1 and {max_k}, got {k}")
-
-    def to_request(body: RecommendBody) -> RecommendRequest:
+    def to_request(body: Any) -> RecommendRequest:
         return RecommendRequest(body.history, body.k, body.exclude, body.exclude_seen)
 
     @app.post("/recommend", response_model=RecommendResponse, responses=errors,
               summary="Top k items for a history, with the explanation")
-    def recommend(body: RecommendBody) -> dict[str, Any]:
-        check_k(body.k)
+    def recommend(body: RecommendBody) -> dict[str, Any]:  # type: ignore[valid-type]
         with slots:
             rec = recommender.recommend_batch([to_request(body)], prefix=False)[0]
         return _recommendation_out(rec)
 
     @app.post("/recommend/batch", response_model=BatchResponse, responses=errors,
-              summary="Several histories in one call (one model call, one index search)")
-    def recommend_batch(body: BatchBody) -> dict[str, Any]:
-        if not 1 <= len(body.requests) <= max_batch:
-            raise RequestError(f"requests: between 1 and {max_batch} requests per batch, got {len(body.requests)}")
-        for i, req in enumerate(body.requests):
-            check_k(req.k, f"requests[{i}].")
+              summary=f"Several histories in one call (one model call, one index search); at most "
+                      f"{max_batch} requests whose k sum to at most {max_batch_k}")
+    def recommend_batch(body: BatchBody) -> dict[str, Any]:  # type: ignore[valid-type]
+        requests = body.requests  # type: ignore[attr-defined]
+        total_k = sum(r.k for r in requests)
+        if total_k > max_batch_k:
+            raise RequestError(f"requests: the k of a batch sum to at most {max_batch_k} (--max-batch-k), "
+                               f"got {total_k}")
         with slots:
-            recs = recommender.recommend_batch([to_request(r) for r in body.requests])
+            recs = recommender.recommend_batch([to_request(r) for r in requests])
         return {"results": [_recommendation_out(r) for r in recs]}
 
     @app.get("/items/{item_id}/similar", response_model=SimilarResponse,
              responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
              summary="Items nearest to an item by inner product of item vectors")
-    def similar(item_id: str, k: int = 10) -> dict[str, Any]:
-        check_k(k)
+    def similar(item_id: str, k: Annotated[int, Query(ge=1, le=max_k)] = 10) -> dict[str, Any]:
         idx = int(recommender.item_indices([item_id], "item")[0])  # 404 before any work
         with slots:
             items = recommender.similar(item_id, k)
@@ -309,14 +315,17 @@ def create_app(run: LoadedRun, index: ItemIndex | None = None, max_body_bytes: i
                 "max_len": recommender.max_len, "index": recommender.index.settings.describe(),
                 "fingerprint": recommender.fingerprint}
 
-    try:
-        from sinerec.explorer import mount_explorer  # the concept explorer page, when installed
-    except ImportError:
-        pass
-    else:
-        mount_explorer(app, run)
+    if explorer:
+        try:
+            from sinerec.explorer import mount_explorer  # the concept explorer page, when installed
+        except ImportError:
+            pass
+        else:
+            mount_explorer(app, run, expose_users=expose_users)
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHosts, allowed=allowed_hosts)  # added last: runs first
     return app
 
 
@@ -328,18 +337,24 @@ def _version() -> str:
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_path: str | Path | None = None,
           settings: IndexSettings | None = None, nprobe: int | None = None, ef_search: int | None = None,
-          threads: int = 1, log_level: str = "warning", **app_options: Any) -> None:
+          threads: int = 1, log_level: str = "warning", allowed_hosts: list[str] | None = None,
+          expose_users: bool | None = None, read_timeout: float = 10.0, keep_alive: int = 5,
+          max_connections: int = 256, **app_options: Any) -> None:
     """Load the run and the index (``index_path``, or built from ``settings``), then serve until stopped.
 
     ``threads`` is the intra-op thread count of torch and Faiss per request: requests already run in
-    parallel, and a single history's model call is too small to gain from more threads.
+    parallel, and a single history's model call is too small to gain from more threads. Requests must carry
+    a Host of :func:`sinerec.serve_guard.trusted_hosts` (``host`` and ``allowed_hosts``); ``expose_users``
+    (default: only when ``host`` is a loopback address) turns on the explorer's user routes. The connection
+    limits are :class:`sinerec.serve_server.ServerLimits`'.
     """
     import torch
-    import uvicorn
 
     from sinerec.retrieval import build_index, faiss_available, load_index, vectors_fingerprint
     from sinerec.runs import load_run
+    from sinerec.serve_server import ServerLimits, run_server, server_config
 
+    limits = ServerLimits(read_timeout, keep_alive, max_connections)  # checked before the run is loaded
     torch.set_num_threads(max(1, threads))
     if faiss_available():
         import faiss
@@ -352,7 +367,10 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_
                            ef_search=ef_search)
     else:
         index = build_index(vectors, settings or IndexSettings()).with_search_settings(nprobe, ef_search)
-    app = create_app(run, index, **app_options)
-    print(f"sinerec: serving {run.config.model} ({run.data.name}, {len(run.data.item_ids) - 1:,} items, index "
-          f"{index.settings.describe()}) on http://{host}:{port} (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    users = is_loopback(host) if expose_users is None else expose_users
+    app = create_app(run, index, allowed_hosts=trusted_hosts(host, allowed_hosts or ()), expose_users=users,
+                     **app_options)
+    banner = (f"sinerec: serving {run.config.model} ({run.data.name}, {len(run.data.item_ids) - 1:,} items, index "
+              f"{index.settings.describe()}) on http://{host}:{port} (API docs: /docs; user histories "
+              f"{'served' if users else 'not served'})")
+    run_server(server_config(app, host, port, limits, log_level=log_level, access_log=False), banner)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sinerec.cli.common import RUN_HELP, add_index_args, index_settings, run_index
-from sinerec.ids import split_ids
+from sinerec.ids import integer_id, show_id, split_ids
 
 
 def register(sub: Any) -> None:
@@ -27,7 +29,8 @@ def register(sub: Any) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="original id of a user of the run's data (their whole sequence)")
     who.add_argument("--history", help="comma-separated original item ids, oldest first")
-    p.add_argument("--k", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--k", type=bounded_int(1), default=10,
+                   help="number of items (default 10; above the catalogue size: every item)")
     p.add_argument("--exclude", default="", help="comma-separated item ids never to recommend")
     p.add_argument("--include-seen", action="store_true", help="allow items of the history")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -39,14 +42,35 @@ def register(sub: Any) -> None:
                               "  sinerec serve --run RUN --index RUN/index-hnsw --host 0.0.0.0")
     p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--threads", type=int, default=1, help="torch and Faiss threads per request (default 1)")
-    p.add_argument("--max-concurrency", type=int, help="requests computed at once (default: CPU cores)")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
-    p.add_argument("--max-history", type=int, default=1000, help="longest accepted history (default 1000)")
-    p.add_argument("--max-k", type=int, default=1000, help="largest accepted k (default 1000)")
-    p.add_argument("--max-batch", type=int, default=256, help="most requests per batch call (default 256)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    p.add_argument("--port", type=bounded_int(1, 65535), default=8000, help="TCP port (default 8000)")
+    p.add_argument("--threads", type=bounded_int(1), default=1, help="torch and Faiss threads per request (default 1)")
+    p.add_argument("--max-concurrency", type=bounded_int(1), help="requests computed at once (default: CPU cores)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug", "trace"],
+                   help="uvicorn log level (default warning)")
+    g = p.add_argument_group("limits per request (stated in the OpenAPI schema; 413 or 422 beyond them)")
+    g.add_argument("--max-body-bytes", type=bounded_int(1), default=1 << 20,
+                   help="larger bodies get 413 (default 1 MiB)")
+    g.add_argument("--max-history", type=bounded_int(1), default=1000, help="longest accepted history (default 1000)")
+    g.add_argument("--max-k", type=bounded_int(1), default=1000, help="largest accepted k (default 1000)")
+    g.add_argument("--max-batch", type=bounded_int(1), default=256, help="most requests per batch call (default 256)")
+    g.add_argument("--max-batch-k", type=bounded_int(1), default=6400,
+                   help="largest sum of k over a batch call (default 6400: 64 requests with k = 100)")
+    g = p.add_argument_group("connections")
+    g.add_argument("--read-timeout", type=positive_float, default=10.0,
+                   help="seconds for a request to arrive whole, else the connection is closed (default 10)")
+    g.add_argument("--keep-alive", type=bounded_int(1), default=5,
+                   help="seconds an idle connection stays open (default 5)")
+    g.add_argument("--max-connections", type=bounded_int(1), default=256,
+                   help="open connections before new requests get 503 (default 256)")
+    g = p.add_argument_group("exposure")
+    g.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name to answer besides the loopback names and --host (repeatable; '*': any). "
+                        "Needed behind a proxy or a DNS name; other Host headers get 400")
+    g.add_argument("--explorer", action=argparse.BooleanOptionalAction, default=True,
+                   help="serve the explorer page and its /api routes (default on)")
+    g.add_argument("--expose-users", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve /api/users/... (training users' whole histories); default: on only when --host "
+                        "is a loopback address")
     add_index_args(p)
     p.set_defaults(handler=cmd_serve)
 
@@ -115,9 +139,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.run, host=args.host, port=args.port, index_path=args.index, settings=index_settings(args),
           nprobe=args.nprobe, ef_search=args.ef_search, threads=args.threads, log_level=args.log_level,
+          allowed_hosts=args.allowed_host, expose_users=args.expose_users, read_timeout=args.read_timeout,
+          keep_alive=args.keep_alive, max_connections=args.max_connections, explorer=args.explorer,
           max_body_bytes=args.max_body_bytes, max_history=args.max_history, max_k=args.max_k,
-          max_batch=args.max_batch, max_concurrency=args.max_concurrency)
+          max_batch=args.max_batch, max_batch_k=args.max_batch_k, max_concurrency=args.max_concurrency)
     return 0
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high (no upper bound when high is None)."""
+    def parse(text: str) -> int:
+        value = integer_id(text)  # ASCII digits only, never int() on thousands of digits
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"should be an integer {bound}, got {show_id(text)}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"should be a number > 0, got {show_id(text)}")
+    return value
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:

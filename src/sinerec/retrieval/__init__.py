@@ -6,7 +6,7 @@
 - :mod:`sinerec.retrieval.faiss_index`: ``flat``, ``ivf``, ``hnsw``: Faiss, the declared alternatives.
 """
 
-from sinerec.retrieval.base import ItemIndex, merge_multi, recall_at_k, vectors_fingerprint
+from sinerec.retrieval.base import ItemIndex, items_fingerprint, merge_multi, recall_at_k, vectors_fingerprint
 from sinerec.retrieval.faiss_index import faiss_available
 from sinerec.retrieval.registry import (
     ALIASES,
@@ -22,5 +22,5 @@ from sinerec.retrieval.registry import (
 )
 
 __all__ = ["ALIASES", "BACKENDS", "BackendSpec", "IndexOption", "IndexSettings", "ItemIndex", "backend_names",
-           "build_index", "faiss_available", "index_options", "load_index", "merge_multi", "recall_at_k",
-           "register_backend", "vectors_fingerprint"]
+           "build_index", "faiss_available", "index_options", "items_fingerprint", "load_index", "merge_multi",
+           "recall_at_k", "register_backend", "vectors_fingerprint"]

@@ -34,16 +34,23 @@ from sinerec.storage import atomic_write_dir
 if TYPE_CHECKING:
     from sinerec.retrieval.registry import IndexSettings
 
-__all__ = ["FORMAT", "Exclude", "ItemIndex", "as_float32", "merge_multi", "recall_at_k", "vectors_fingerprint"]
+__all__ = ["FORMAT", "Exclude", "ItemIndex", "as_float32", "items_fingerprint", "merge_multi", "recall_at_k",
+           "vectors_fingerprint"]
 
-FORMAT = "sinerec-index/1"
+FORMAT = "sinerec-index/2"  # 2: the fingerprint covers the indexed rows 1..M, recomputed from them on load
 
 Exclude = Sequence[Sequence[int] | np.ndarray | None] | None
 
 
 def vectors_fingerprint(item_vectors: np.ndarray | torch.Tensor) -> str:
-    """A short hash of the (M + 1, D) float32 item vectors: an index built from other vectors is refused."""
-    vectors = as_float32(item_vectors)
+    """A short hash of a model's (M + 1, D) item vectors: :func:`items_fingerprint` of rows 1..M, the rows an
+    index holds (row 0, padding, is never indexed), so that a loaded index can recompute it from its payload."""
+    return items_fingerprint(as_float32(item_vectors)[1:])
+
+
+def items_fingerprint(items: np.ndarray | torch.Tensor) -> str:
+    """A short hash (16 hex digits of SHA-256) of (M, D) float32 indexed item vectors, shape included."""
+    vectors = np.ascontiguousarray(as_float32(items))
     digest = hashlib.sha256(repr(vectors.shape).encode())
     digest.update(vectors.tobytes())
     return digest.hexdigest()[:16]
@@ -80,6 +87,11 @@ class ItemIndex:
         raise NotImplementedError
 
     def _write(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def stored_items(self) -> np.ndarray:
+        """The (M, D) float32 vectors the index holds (items 1..M, in order), as stored: a loaded index's
+        fingerprint is recomputed from them, never taken from its header."""
         raise NotImplementedError
 
     def with_search_settings(self, nprobe: int | None = None, ef_search: int | None = None) -> ItemIndex:

@@ -84,6 +84,12 @@ class FaissIndex(ItemIndex):
             scores = np.where(positions >= 0, (candidates * queries[:, None, :]).sum(-1), -np.inf)
         return np.where(positions >= 0, positions + 1, -1), scores
 
+    def stored_items(self) -> np.ndarray:
+        faiss = require_faiss(self.settings.backend)
+        if self.settings.backend == "ivf":
+            faiss.extract_index_ivf(self.index).make_direct_map()  # IVF lists are reconstructed by id
+        return np.asarray(self.index.reconstruct_n(0, self.index.ntotal), dtype=np.float32)
+
     def _write(self, folder: Path) -> None:
         require_faiss(self.settings.backend).write_index(self.index, str(folder / "index.faiss"))
 

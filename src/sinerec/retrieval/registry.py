@@ -14,7 +14,8 @@ an approximate backend is exact (the shared test suite runs every entry with tho
 Saved indexes are folders, written to a temporary folder and renamed into place (a failed save leaves the
 old index as it was):
 
-    INDEX/index.json    header: format, backend, settings, dim, num_items, fingerprint of the vectors
+    INDEX/index.json    header: format, backend, settings, dim, num_items, fingerprint of the indexed
+                        vectors (recomputed from the payload on load: an edited header is refused)
     INDEX/...           the backend's payload (index.faiss, or vectors.npy for torch)
 """
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from sinerec.errors import ConfigError, SinerecError
-from sinerec.retrieval.base import FORMAT, ItemIndex, as_float32, vectors_fingerprint
+from sinerec.retrieval.base import FORMAT, ItemIndex, as_float32, items_fingerprint, vectors_fingerprint
 from sinerec.retrieval.faiss_index import build_flat, build_hnsw, build_ivf, load_faiss
 from sinerec.retrieval.torch_index import TorchIndex
 
@@ -169,23 +170,54 @@ def load_index(path: str | Path, expected_fingerprint: str | None = None, nprobe
                ef_search: int | None = None) -> ItemIndex:
     """Load an index folder written by :meth:`ItemIndex.save`.
 
+    The fingerprint is recomputed from the stored vectors (:meth:`ItemIndex.stored_items`) and must equal
+    the one in index.json, so that an edited header cannot pass another run's vectors off as this model's.
     ``expected_fingerprint`` (``vectors_fingerprint`` of the model's item vectors) refuses an index built
-    from other vectors; ``nprobe`` / ``ef_search`` override the saved search settings.
+    from other vectors; ``nprobe`` / ``ef_search`` override the saved search settings. Every failure is a
+    SinerecError naming the folder.
     """
     path = Path(path)
-    if not (path / "index.json").is_file():
-        raise SinerecError(f"{path}: not an index folder (index.json is missing)")
-    header = json.loads((path / "index.json").read_text())
-    if header.get("format") != FORMAT:
-        raise SinerecError(f"{path}: unknown index format {header.get('format')!r} (expected {FORMAT!r})")
+    header = _read_header(path)
     settings = IndexSettings(**header["settings"])
-    fingerprint, num_items, dim = header["fingerprint"], int(header["num_items"]), int(header["dim"])
-    if expected_fingerprint is not None and fingerprint != expected_fingerprint:
-        raise SinerecError(f"{path}: the index was built from other item vectors (fingerprint {fingerprint}, "
-                           f"the model's is {expected_fingerprint}); rebuild it with `sinerec index build`")
+    claimed, num_items, dim = header["fingerprint"], header["num_items"], header["dim"]
     if settings.backend not in BACKENDS:
         raise SinerecError(f"{path}: index backend {settings.backend!r} is not a built index's backend")
-    index = BACKENDS[settings.backend].load(path, settings, fingerprint)
-    if index.num_items != num_items or index.dim != dim:
+    try:
+        index = BACKENDS[settings.backend].load(path, settings, claimed)
+        stored = index.stored_items()
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise SinerecError(f"{path}: the stored index cannot be read ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
+    if index.num_items != num_items or index.dim != dim or stored.shape != (num_items, dim):
         raise SinerecError(f"{path}: index.json says M={num_items}, D={dim} but the stored index differs")
+    actual = items_fingerprint(stored)
+    if actual != claimed:
+        raise SinerecError(f"{path}: index.json claims fingerprint {claimed} but the stored vectors have "
+                           f"{actual}: the folder was edited or mixed; rebuild it with `sinerec index build`")
+    if expected_fingerprint is not None and actual != expected_fingerprint:
+        raise SinerecError(f"{path}: the index was built from other item vectors (fingerprint {actual}, "
+                           f"the model's is {expected_fingerprint}); rebuild it with `sinerec index build`")
     return index.with_search_settings(nprobe=nprobe, ef_search=ef_search)
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """index.json, checked for the format and the keys load_index reads."""
+    if not (path / "index.json").is_file():
+        raise SinerecError(f"{path}: not an index folder (index.json is missing)")
+    try:
+        header = json.loads((path / "index.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SinerecError(f"{path / 'index.json'}: not readable JSON ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise SinerecError(f"{path}: unknown index format {found!r} (expected {FORMAT!r}); rebuild it with "
+                           "`sinerec index build`")
+    kinds = {"settings": dict, "fingerprint": str, "num_items": int, "dim": int}
+    for key, kind in kinds.items():
+        if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
+            raise SinerecError(f"{path / 'index.json'}: {key!r} should be a {kind.__name__}, got "
+                               f"{header.get(key)!r:.60}")
+    unknown = set(header["settings"]) - {f.name for f in fields(IndexSettings)}
+    if unknown:
+        raise SinerecError(f"{path / 'index.json'}: unknown settings {sorted(unknown)}")
+    return header

@@ -58,5 +58,8 @@ class TorchIndex(ItemIndex):
         with torch.inference_mode():
             return ranking.topk_items(torch.from_numpy(queries), self.item_vectors, k, rows, items)
 
+    def stored_items(self) -> np.ndarray:
+        return self.item_vectors[1:].numpy()
+
     def _write(self, folder: Path) -> None:
         np.save(folder / "vectors.npy", self.item_vectors.numpy())
