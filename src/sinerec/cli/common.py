@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,6 +12,29 @@ if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
 RUN_HELP = "run directory written by `sinerec train`"
+
+
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``low .. high``; anything else is argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"in {low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its fallback message
+    return parse
+
+
+#: argparse types for counts and sizes (>= 1), optional amounts (>= 0) and TCP ports (0 .. 65535)
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
+port_number = _int_at_least(0, 65535)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sinerec.cli.common import RUN_HELP, add_index_args, index_settings, run_index
+from sinerec.cli.common import (
+    RUN_HELP,
+    add_index_args,
+    index_settings,
+    non_negative_int,
+    port_number,
+    positive_int,
+    run_index,
+)
 from sinerec.ids import split_ids
 
 
@@ -17,7 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--out", help="output folder (default RUN/export)")
     p.add_argument("--format", choices=["npz", "parquet"], default="npz", help="file format (default npz)")
-    p.add_argument("--batch-size", type=int, default=512, help="users per model call")
+    p.add_argument("--batch-size", type=positive_int, default=512, help="users per model call")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("recommend", help="top k for a known user or a history of item ids, explained")
@@ -25,7 +33,7 @@ def register(sub: Any) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="original id of a user of the run's data (their whole sequence)")
     who.add_argument("--history", help="comma-separated original item ids, oldest first")
-    p.add_argument("--k", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--k", type=positive_int, default=10, help="number of items (default 10)")
     p.add_argument("--exclude", default="", help="comma-separated item ids never to recommend")
     p.add_argument("--include-seen", action="store_true", help="allow items of the history")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -35,13 +43,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="HTTP API: /recommend, /recommend/batch, /items/{id}/similar, /health")
     p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=1, help="torch and Faiss threads per request (default 1)")
-    p.add_argument("--max-concurrency", type=int, help="requests computed at once (default: CPU cores)")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
-    p.add_argument("--max-history", type=int, default=1000, help="longest accepted history (default 1000)")
-    p.add_argument("--max-k", type=int, default=1000, help="largest accepted k (default 1000)")
-    p.add_argument("--max-batch", type=int, default=256, help="most requests per batch call (default 256)")
+    p.add_argument("--port", type=port_number, default=8000)
+    p.add_argument("--threads", type=positive_int, default=1, help="torch and Faiss threads per request (default 1)")
+    p.add_argument("--max-concurrency", type=positive_int, help="requests computed at once (default: CPU cores)")
+    p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
+    p.add_argument("--max-history", type=positive_int, default=1000, help="longest accepted history (default 1000)")
+    p.add_argument("--max-k", type=positive_int, default=1000, help="largest accepted k (default 1000)")
+    p.add_argument("--max-batch", type=positive_int, default=256, help="most requests per batch call (default 256)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     add_index_args(p)
     p.set_defaults(handler=cmd_serve)
@@ -52,8 +60,9 @@ def register(sub: Any) -> None:
     b = isub.add_parser("build", help="build, measure recall@k against exact, and save an index folder")
     b.add_argument("--run", required=True, help=RUN_HELP)
     b.add_argument("--out", help="index folder (default RUN/index-BACKEND)")
-    b.add_argument("--recall-k", type=int, default=50, help="k of the reported recall (default 50)")
-    b.add_argument("--recall-queries", type=int, default=1000, help="sampled users (0: skip; default 1000)")
+    b.add_argument("--recall-k", type=positive_int, default=50, help="k of the reported recall (default 50)")
+    b.add_argument("--recall-queries", type=non_negative_int, default=1000,
+                   help="sampled users (0: skip; default 1000)")
     add_index_args(b, saved=False)
     b.set_defaults(handler=cmd_index_build)
 
