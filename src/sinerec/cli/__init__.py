@@ -16,7 +16,11 @@ from sinerec.cli.serving import format_recommendation
 from sinerec.cli.train import format_metrics_table
 from sinerec.errors import SinerecError
 
-__all__ = ["COMMANDS", "build_parser", "format_metrics_table", "format_recommendation", "main"]
+__all__ = ["COMMANDS", "DEBUG_ENV", "build_parser", "describe_os_error", "format_metrics_table",
+           "format_recommendation", "main"]
+
+#: set to 1 (or pass ``--debug``) to get the traceback behind an error message
+DEBUG_ENV = "SINEREC_DEBUG"
 
 #: the command modules, in help order
 COMMANDS = (train, data, explain, serving, benchmark)
@@ -25,6 +29,8 @@ COMMANDS = (train, data, explain, serving, benchmark)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sinerec", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command")
     for module in COMMANDS:
         module.register(sub)
@@ -32,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` (default ``sys.argv[1:]``) and return its exit code.
+
+    Errors are one line on stderr: a user's mistake or a damaged file (``SinerecError``) and a failing file
+    operation (``OSError``: a full disk, a missing folder, an ``--out`` that is a file) exit 2, naming the
+    file and the reason; anything else exits 1 as an internal error. ``--debug`` or ``SINEREC_DEBUG=1``
+    re-raises instead, with the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -43,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:  # no command, or a group without its subcommand: that level's help
         getattr(args, "group", parser).print_help()
         return 1
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(handler(args))
     except SinerecError as exc:
+        if debug:
+            raise
         print(f"sinerec: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -54,3 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sinerec ... | head`: the reader has gone, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0
+    except OSError as exc:  # after BrokenPipeError, one of them
+        if debug:
+            raise
+        print(f"sinerec: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if debug:
+            raise
+        print(f"sinerec: internal error: {type(exc).__name__}: {exc} (rerun with --debug or {DEBUG_ENV}=1 "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``FILE: reason`` for a failed file operation (``[Errno 28] No space left on device`` -> the reason)."""
+    reason = exc.strerror or str(exc)
+    names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
