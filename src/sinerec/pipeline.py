@@ -86,4 +86,4 @@ def check_usable(data: SequenceData, split: Split) -> None:
                         f"{len(split.valid)} validation and {len(split.test)} test users); it needs {need}")
     if len(split.train) == 0:
         raise DataError(f"dataset {data.name}: no training example under {protocol} ({counts}); training needs "
-                        "a user with 2 or more items")
+                        "a user with 2 or more items in the training part")

@@ -102,8 +102,10 @@ def load_torch(path: str | Path) -> Any:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
+    except OSError as exc:
+        if exc.filename is not None:  # the file itself cannot be opened: not a question of its content
+            raise
+        raise SinerecError(f"{path}: damaged or not a sinerec tensor file ({exc.strerror or exc})") from exc
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SinerecError(f"{path}: damaged or not a sinerec tensor file ({first[:200]})") from exc

@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sinerec.errors import SinerecError
+
 if TYPE_CHECKING:
     from sinerec.retrieval import IndexSettings, ItemIndex
     from sinerec.runs import LoadedRun
@@ -92,6 +94,10 @@ def run_index(args: argparse.Namespace, run: LoadedRun) -> ItemIndex:
 
     vectors = run.model.item_embeddings().detach()
     if getattr(args, "index", None):
-        return load_index(args.index, expected_fingerprint=vectors_fingerprint(vectors), nprobe=args.nprobe,
-                          ef_search=args.ef_search)
+        try:
+            return load_index(args.index, expected_fingerprint=vectors_fingerprint(vectors), nprobe=args.nprobe,
+                              ef_search=args.ef_search)
+        except (ValueError, KeyError, TypeError, EOFError, RuntimeError) as exc:  # a damaged file of the folder
+            raise SinerecError(f"{args.index}: damaged index folder ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return build_index(vectors, index_settings(args))

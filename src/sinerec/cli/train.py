@@ -83,6 +83,10 @@ def resume_config(out: Path | None, config_file: str | None, overrides: list[str
         raise SinerecError(f"--resume continues with {out / runs.CONFIG}; pass changes as flags or --set, "
                            "not --config")
     saved = runs.read_json(out / runs.CONFIG)
+    models = [text.split("=", 1)[1] for text in overrides if text.startswith("model=")]
+    if models and json.loads(models[-1]) != saved.get("model"):  # report the model, not its parameters
+        raise SinerecError(f"--resume cannot change model: {json.dumps(saved.get('model'))} -> {models[-1]} "
+                           "(start a new run for that)")
     config = load_config(saved, overrides=overrides)
     changes = runs.resume_changes(load_config(saved), config)
     if changes:
