@@ -220,6 +220,15 @@ def test_resume_refuses_changed_data(trained, capsys):
     write_log(csv, n_users=31)  # one user more
     code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--resume")
     assert_one_line_error(code, err, "was trained on other data")
+    # a checkpoint older than the fingerprints: data.json's are compared
+    state = torch.load(run_dir / runs.CHECKPOINT, weights_only=True)
+    del state["data_fingerprint"], state["split_fingerprint"]
+    torch.save(state, run_dir / runs.CHECKPOINT)
+    code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--resume")
+    assert_one_line_error(code, err, "was trained on other data")
+    write_log(csv)  # the run's own data again
+    code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--resume", "--quiet")
+    assert code == 0, err
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(trained, capsys):
@@ -337,3 +346,35 @@ def test_an_internal_error_is_one_line_with_exit_1(tmp_path, capsys, monkeypatch
     assert code == 1
     assert err.strip().splitlines() == ["sinerec: internal error: ZeroDivisionError: a bug (rerun with --debug or "
                                         "SINEREC_DEBUG=1 for the traceback, and please report it)"]
+
+
+def test_the_lock_of_a_killed_process_is_released(trained, capsys):
+    import signal
+    import subprocess
+    import sys
+
+    _, run_dir = trained
+    (run_dir / ".model.pt.abc123.tmp").write_bytes(b"left by a killed write")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from sinerec import runs\n"
+         "with runs.locked(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(120)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--resume", "--quiet")
+        assert_one_line_error(code, err, f"in use by another sinerec process (pid {holder.pid})")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert not (run_dir / ".model.pt.abc123.tmp").exists()  # the holder removed it when it took the lock
+    (run_dir / ".log.jsonl.def456.tmp").write_bytes(b"another")
+    code, _, err = run_cli(capsys, "train", "--out", str(run_dir), "--resume", "--quiet")
+    assert code == 0, err
+    assert not list(run_dir.glob(storage.TEMPORARY_GLOB))
+
+
+def test_damaged_sequences_of_a_run_directory(trained, capsys):
+    _, run_dir = trained
+    (run_dir / runs.SEQUENCES).write_bytes(b"PK\x03\x04 not really a zip")
+    code, _, err = run_cli(capsys, "recommend", "--run", str(run_dir), "--user", "1")
+    assert_one_line_error(code, err, f"{run_dir / runs.SEQUENCES}: damaged")
