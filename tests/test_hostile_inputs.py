@@ -138,6 +138,19 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, capsys, name, content
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"1 10 11 12\n2 10 1\x001\n", "line 2: NUL character in item id"),
+    (b"1 10 11 12\n" + b"u" * 300 + b" 10 11\n", "line 2: user id longer than 256 characters (300)"),
+])
+def test_sequences_format_keeps_the_id_limits(tmp_path, capsys, content, needle):
+    path = tmp_path / "seqs.txt"
+    path.write_bytes(content)
+    code, _, err = run_cli(capsys, "train", "--model", "mostpop", "--path", str(path), "--format", "sequences",
+                           "--out", str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(code, err, f"{path}, {needle}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_filters_that_leave_nothing(tmp_path, capsys):
     csv = write_log(tmp_path / "log.csv")
     code, _, err = run_cli(capsys, "train", "--model", "mostpop", "--path", str(csv), "--set",
