@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +29,11 @@ from sinerec.data.splits import ProtocolConfig
 from sinerec.errors import ConfigError
 from sinerec.evaluate import EvalConfig
 from sinerec.models import model_config_class
+
+#: The largest seed torch and numpy take (``train.seed``, ``protocol.seed``): seeds are 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: What ``train.device`` may name: auto, cpu, cuda, cuda:N (also mps, where torch has it).
+DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass
@@ -58,6 +65,7 @@ class DataConfig:
             raise ConfigError(f"data.max_len: must be >= 1, got {self.max_len!r}")
         if self.format is not None and self.format not in FORMATS:
             raise ConfigError(f"data.format: unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
+        self.preprocess_config()  # its settings are validated where they are declared, but now, not at reading
 
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(behaviors=self.behaviors, duplicates=self.duplicates,
@@ -96,8 +104,20 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "patience", "eval_every", "num_negatives"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr: must be > 0, got {self.lr!r}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"train.lr: must be a finite number > 0, got {self.lr!r}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay: must be a finite number >= 0, got {self.weight_decay!r}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ConfigError(f"train.grad_clip: must be a finite number > 0 (or none), got {self.grad_clip!r}")
+        if not math.isfinite(self.sampler_power):
+            raise ConfigError(f"train.sampler_power: must be a finite number, got {self.sampler_power!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"train.seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
+        if not DEVICE_RE.fullmatch(self.device):
+            raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"train.max_steps_per_epoch: must be >= 1 (or none), got {self.max_steps_per_epoch!r}")
         if self.loss not in ("full", "sampled"):
             raise ConfigError(f"train.loss: expected 'full' or 'sampled', got {self.loss!r}")
         if self.sampler not in ("popularity", "log-uniform"):
@@ -213,7 +233,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start}); save the config file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
     try:
         if path.suffix == ".toml":
             import tomllib

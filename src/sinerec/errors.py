@@ -21,3 +21,8 @@ class DataFormatError(SinerecError):
 
 class ConfigError(SinerecError):
     """A bad configuration key or value. The message names the key and the value."""
+
+
+class DataError(SinerecError):
+    """Data a run cannot use (nothing left after the filters, nobody to evaluate). The message names the
+    dataset and the counts."""

@@ -92,8 +92,12 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
     Args:
         config: the resolved configuration.
         out: the run directory; default ``runs/MODEL-DATASET-TIME`` (rank 0's clock names it for every rank).
-        resume: continue the run in ``out`` from its checkpoint (its header is kept). Without it, an ``out``
-            that already holds a run (``sinerec.runs.holds_run``) is refused with :class:`SinerecError`.
+        resume: continue the run in ``out`` from its checkpoint (its header is kept, ``config.json`` is
+            rewritten with ``config``: e.g. more epochs). The data must be the run's own (its fingerprints),
+            ``train.epochs`` at least the epochs done. Without it, an ``out`` that already holds a run
+            (``sinerec.runs.holds_run``) is refused with :class:`SinerecError`; the training files of a run
+            killed before its first checkpoint are dropped. Rank 0 holds ``out``'s lock
+            (``sinerec.runs.locked``) throughout: a second writer is refused.
         log: receives progress lines (rank 0 only); default the ``sinerec`` logger at INFO.
         dist: this process's context under ``torchrun`` (``sinerec.distributed.init``); default one process
             on ``train.device``.
@@ -116,12 +120,28 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
     if out is None:
         out = distributed.broadcast_object(str(runs.default_run_dir(config.model, prepared.data.name)), ctx)
     run_dir = Path(out)
-    if not resume:
-        if runs.holds_run(run_dir):
-            raise SinerecError(f"{run_dir} already holds a run; choose another --out or pass --resume")
-        distributed.barrier(ctx)  # every rank has looked before rank 0 writes
-        if ctx.is_main:
+    if not ctx.is_main:  # rank 0 owns the directory; the others only train
+        distributed.barrier(ctx)  # rank 0 has checked the directory and written the header
+        return _train(config, run_dir, prepared, resume, log, ctx, on_start, callbacks)
+    with runs.locked(run_dir):
+        if resume:
+            checkpoint = runs.checkpoint_summary(run_dir)
+            runs.check_resume_data(run_dir, checkpoint, prepared.data.fingerprint(), prepared.split.fingerprint)
+            if config.train.epochs < checkpoint["epoch"]:
+                raise SinerecError(f"--resume: {run_dir} has trained {checkpoint['epoch']} epochs; train.epochs="
+                                   f"{config.train.epochs} cannot be fewer (pass --epochs N to train up to N)")
+            runs.write_config(run_dir, config)  # settings changed on resume are the run's from now on
+        else:
+            runs.start_fresh(run_dir)
             runs.write_run_header(run_dir, config, prepared)
+        distributed.barrier(ctx)
+        return _train(config, run_dir, prepared, resume, log, ctx, on_start, callbacks)
+
+
+def _train(config: Config, run_dir: Path, prepared: Prepared, resume: bool, log: Callable[[str], None],
+           ctx: DistContext, on_start: Callable[[RunStart], None] | None,
+           callbacks: Iterable[Callback]) -> TrainedRun:
+    """The trainer over the prepared run directory, and ``metrics.json`` (rank 0)."""
     trainer = Trainer(config, prepared.data, prepared.split, run_dir=run_dir, log=log, dist=ctx,
                       callbacks=callbacks)
     n_parameters = sum(p.numel() for p in trainer.model.parameters())

@@ -15,7 +15,7 @@ from sinerec.data.formats import DEFAULT_FORMAT, FORMATS, ReadOptions
 from sinerec.data.frame import Interactions
 from sinerec.data.preprocess import SequenceData, preprocess
 from sinerec.data.splits import Split, make_split
-from sinerec.errors import ConfigError
+from sinerec.errors import ConfigError, DataError
 
 
 def load_interactions(cfg: DataConfig) -> Interactions:
@@ -52,9 +52,38 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
-    """Read, preprocess and split: the data side of a run."""
+    """Read, preprocess and split: the data side of a run. Data a run cannot be trained and evaluated on
+    raises :class:`~sinerec.errors.DataError` (:func:`check_usable`), before anything is written."""
     t0 = time.perf_counter()
     interactions = load_interactions(config.data)
     data = preprocess(interactions, config.data.preprocess_config())
+    if data.num_interactions == 0:
+        raise DataError(f"dataset {data.name}: no interactions to train on ({len(interactions.events):,} read from "
+                        f"{interactions.source}; 0 left after the filters {_filters(config.data)})")
     split = make_split(data, config.protocol)
+    check_usable(data, split)
     return Prepared(data, split, time.perf_counter() - t0)
+
+
+def _filters(cfg: DataConfig) -> str:
+    settings = cfg.preprocess_config()
+    return ", ".join(f"{key}={getattr(settings, key)!r}" for key in ("behaviors", "duplicates", "min_user_count",
+                                                                       "min_item_count"))
+
+
+def check_usable(data: SequenceData, split: Split) -> None:
+    """Raise :class:`~sinerec.errors.DataError` naming the dataset and the counts when ``split`` has no
+    training example, or no validation or test query (leave-one-out evaluates users with >= 3 items; comirec
+    holds out users with >= 2). A run on such data would report 0 for every metric over 0 users."""
+    lengths = data.lengths
+    counts = (f"{data.num_users:,} users, {data.num_items:,} items, {data.num_interactions:,} interactions, "
+              f"longest sequence {int(lengths.max()) if len(lengths) else 0}")
+    protocol = split.protocol.name
+    need = "at least one user with 3 or more items" if protocol == "loo" else \
+        "enough users with 2 or more items for the validation and test shares"
+    if len(split.valid) == 0 or len(split.test) == 0:
+        raise DataError(f"dataset {data.name}: nobody can be evaluated under {protocol} ({counts}; "
+                        f"{len(split.valid)} validation and {len(split.test)} test users); it needs {need}")
+    if len(split.train) == 0:
+        raise DataError(f"dataset {data.name}: no training example under {protocol} ({counts}); training needs "
+                        "a user with 2 or more items in the training part")

@@ -3,7 +3,8 @@
 A reader (another process, a resumed run, a serving worker) sees the old content or the new one, never a
 partial file: content is written to a temporary name in the same folder, flushed to disk, then renamed over
 the target (``os.replace`` is atomic within one file system). Temporary names start with ``.`` and end in
-``.tmp`` so that an interrupted write is recognisable and never mistaken for the real file.
+``.tmp`` (:data:`TEMPORARY_GLOB`) so that an interrupted write is recognisable and never mistaken for the
+real file; :func:`remove_temporaries` clears those a killed process left behind.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "save_torch", "load_torch", "atomic_write_dir",
-           "fsync_tree"]
+           "fsync_tree", "remove_temporaries", "TEMPORARY_GLOB"]
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
@@ -38,10 +39,29 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. ENOSPC from write: name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
+
+
+#: The names of the temporary files and folders of interrupted atomic writes.
+TEMPORARY_GLOB = ".*.tmp"
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what interrupted atomic writes left directly in ``folder`` (:data:`TEMPORARY_GLOB`) and return
+    it. Only safe while no other process writes into ``folder`` (the caller holds its lock)."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(TEMPORARY_GLOB)):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def _umask() -> int:
@@ -76,8 +96,19 @@ def save_torch(path: str | Path, obj: Any) -> None:
 
 def load_torch(path: str | Path) -> Any:
     """A tensor file written by :func:`save_torch`; only tensors and plain containers are accepted
-    (``weights_only``), so a crafted pickle cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    (``weights_only``), so a crafted pickle cannot run code. A file that cannot be read as one (truncated,
+    damaged, not a torch file, or holding code) raises :class:`~sinerec.errors.SinerecError` naming it."""
+    from sinerec.errors import SinerecError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        if exc.filename is not None:  # the file itself cannot be opened: not a question of its content
+            raise
+        raise SinerecError(f"{path}: damaged or not a sinerec tensor file ({exc.strerror or exc})") from exc
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SinerecError(f"{path}: damaged or not a sinerec tensor file ({first[:200]})") from exc
 
 
 def fsync_tree(folder: Path) -> None:

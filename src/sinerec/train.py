@@ -310,12 +310,22 @@ class Trainer:
         history: list[dict[str, Any]] = []
         best_value, best_epoch, bad_epochs, start_epoch = -math.inf, 0, 0, 0
         best_state = copy.deepcopy(self.model.state_dict())
+        fingerprints = {"data_fingerprint": self.data.fingerprint(), "split_fingerprint": self.split.fingerprint} \
+            if self.writes or resume else {}
         if resume:
             if self.run_dir is None:
                 raise SinerecError("--resume: the trainer has no run directory to resume from")
             state = runs.load_checkpoint(self.run_dir)
-            self.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            runs.check_resume_data(self.run_dir, state, fingerprints["data_fingerprint"],
+                                   fingerprints["split_fingerprint"])
+            try:
+                self.model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+            except (RuntimeError, ValueError) as exc:  # another model, or other shapes
+                raise SinerecError(f"--resume: {self.run_dir / runs.CHECKPOINT} does not fit the configured "
+                                   f"model ({str(exc).splitlines()[0]})") from None
+            for group in optimizer.param_groups:  # the configured rate (it may have changed on resume)
+                group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
             best_state = state["best_model"]
             best_value, best_epoch, bad_epochs = state["best_value"], state["best_epoch"], state["bad_epochs"]
             start_epoch = state["epoch"]
@@ -331,6 +341,9 @@ class Trainer:
         train_seconds = sum(h["seconds"] for h in history)
         n_seen = sum(h["examples"] for h in history)
         stop = bad_epochs >= cfg.patience
+        if stop and start_epoch < cfg.epochs:
+            self.log(f"early stopping fired after epoch {start_epoch} (train.patience={cfg.patience}); raise "
+                     "train.patience to train on")
         for epoch in range(start_epoch, cfg.epochs):
             if stop:
                 break
@@ -364,6 +377,7 @@ class Trainer:
                     "best_model": best_state, "best_value": best_value, "best_epoch": best_epoch,
                     "bad_epochs": bad_epochs, "epoch": epoch + 1, "history": history,
                     "sample_generator": self.sample_generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    **fingerprints,
                 })
             self.callbacks.on_epoch_end(epoch + 1, record)
             stop = self.callbacks.should_stop() or stop

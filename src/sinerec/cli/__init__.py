@@ -18,8 +18,11 @@ from sinerec.cli.serving import format_recommendation
 from sinerec.cli.train import format_metrics_table
 from sinerec.errors import SinerecError
 
-__all__ = ["COMMANDS", "ConsoleHandler", "build_parser", "configure_logging", "format_metrics_table",
-           "format_recommendation", "main"]
+__all__ = ["COMMANDS", "DEBUG_ENV", "ConsoleHandler", "build_parser", "configure_logging", "describe_os_error",
+           "format_metrics_table", "format_recommendation", "main"]
+
+#: set to 1 (or pass ``--debug``) to get the traceback behind an error message
+DEBUG_ENV = "SINEREC_DEBUG"
 
 EPILOG = """examples:
   sinerec datasets
@@ -69,6 +72,8 @@ def configure_logging() -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sinerec", description=__doc__.splitlines()[0], epilog=EPILOG)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command")
     for module in COMMANDS:
         module.register(sub)
@@ -78,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` (default ``sys.argv[1:]``) and return its exit code.
+
+    Errors are one line on stderr: a user's mistake or a damaged file (``SinerecError``) and a failing file
+    operation (``OSError``: a full disk, a missing folder, an ``--out`` that is a file) exit 2, naming the
+    file and the reason; anything else exits 1 as an internal error. ``--debug`` or ``SINEREC_DEBUG=1``
+    re-raises instead, with the traceback.
+    """
     configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -90,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:  # no command, or a group without its subcommand: that level's help, a usage error
         getattr(args, "group", parser).print_help(sys.stderr)
         return 2
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(handler(args))
     except SinerecError as exc:
+        if debug:
+            raise
         print(f"sinerec: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -101,3 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sinerec ... | head`: the reader has gone, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0
+    except OSError as exc:  # after BrokenPipeError, one of them
+        if debug:
+            raise
+        print(f"sinerec: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if debug:
+            raise
+        print(f"sinerec: internal error: {type(exc).__name__}: {exc} (rerun with --debug or {DEBUG_ENV}=1 "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``FILE: reason`` for a failed file operation (``[Errno 28] No space left on device`` -> the reason)."""
+    reason = exc.strerror or str(exc)
+    names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from sinerec.errors import SinerecError
+from sinerec.ids import integer_id, show_id
 
 if TYPE_CHECKING:
     from sinerec.retrieval import IndexSettings, ItemIndex
@@ -34,6 +39,35 @@ def walk_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
             for child in dict.fromkeys(action.choices.values()):
                 out.extend(walk_parsers(child))
     return out
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high (no upper bound when high is None)."""
+    def parse(text: str) -> int:
+        value = integer_id(text)  # ASCII digits only, never int() on thousands of digits
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"should be an integer {bound}, got {show_id(text)}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"should be a number > 0, got {show_id(text)}")
+    return value
+
+
+#: argparse types for counts and sizes (>= 1), optional amounts (>= 0) and TCP ports (1 .. 65535)
+positive_int = bounded_int(1)
+non_negative_int = bounded_int(0)
+port_number = bounded_int(1, 65535)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -91,6 +125,10 @@ def run_index(args: argparse.Namespace, run: LoadedRun) -> ItemIndex:
 
     vectors = run.model.item_embeddings().detach()
     if getattr(args, "index", None):
-        return load_index(args.index, expected_fingerprint=vectors_fingerprint(vectors), nprobe=args.nprobe,
-                          ef_search=args.ef_search)
+        try:
+            return load_index(args.index, expected_fingerprint=vectors_fingerprint(vectors), nprobe=args.nprobe,
+                              ef_search=args.ef_search)
+        except (ValueError, KeyError, TypeError, EOFError, RuntimeError) as exc:  # a damaged file of the folder
+            raise SinerecError(f"{args.index}: damaged index folder ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return build_index(vectors, index_settings(args))

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sinerec.cli.common import RUN_HELP, add_index_args, index_settings, run_index
-from sinerec.ids import integer_id, show_id, split_ids
+from sinerec.cli.common import (
+    RUN_HELP,
+    add_index_args,
+    bounded_int,
+    index_settings,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_index,
+)
+from sinerec.ids import split_ids
 
 
 def register(sub: Any) -> None:
@@ -19,7 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--run", required=True, help=RUN_HELP)
     p.add_argument("--out", help="output folder (default RUN/export)")
     p.add_argument("--format", choices=["npz", "parquet"], default="npz", help="file format (default npz)")
-    p.add_argument("--batch-size", type=int, default=512, help="users per model call")
+    p.add_argument("--batch-size", type=positive_int, default=512, help="users per model call")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("recommend", help="top k for a known user or a history of item ids, explained",
@@ -80,8 +87,9 @@ def register(sub: Any) -> None:
     b = isub.add_parser("build", help="build, measure recall@k against exact, and save an index folder")
     b.add_argument("--run", required=True, help=RUN_HELP)
     b.add_argument("--out", help="index folder (default RUN/index-BACKEND)")
-    b.add_argument("--recall-k", type=int, default=50, help="k of the reported recall (default 50)")
-    b.add_argument("--recall-queries", type=int, default=1000, help="sampled users (0: skip; default 1000)")
+    b.add_argument("--recall-k", type=positive_int, default=50, help="k of the reported recall (default 50)")
+    b.add_argument("--recall-queries", type=non_negative_int, default=1000,
+                   help="sampled users (0: skip; default 1000)")
     add_index_args(b, saved=False)
     b.set_defaults(handler=cmd_index_build)
 
@@ -144,29 +152,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
           max_body_bytes=args.max_body_bytes, max_history=args.max_history, max_k=args.max_k,
           max_batch=args.max_batch, max_batch_k=args.max_batch_k, max_concurrency=args.max_concurrency)
     return 0
-
-
-def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer in low..high (no upper bound when high is None)."""
-    def parse(text: str) -> int:
-        value = integer_id(text)  # ASCII digits only, never int() on thousands of digits
-        if value is None or value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"should be an integer {bound}, got {show_id(text)}")
-        return value
-
-    return parse
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"should be a number > 0, got {show_id(text)}")
-    return value
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:

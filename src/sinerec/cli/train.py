@@ -49,7 +49,11 @@ def register(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set model_params.num_concepts=100 --set train.patience=5")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-TIME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint; --epochs N trains up to epoch N, and "
+                        "--lr, --batch-size, --threads, --device, --quiet, --compile and --set apply from the "
+                        "next epoch and are saved to config.json (model, protocol, seed, max_len, monitor and "
+                        "the data are fixed)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     add_log_to(p)
     p.set_defaults(handler=cmd_train)
@@ -88,15 +92,12 @@ def train_config(args: argparse.Namespace) -> Config:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sinerec import distributed
-    from sinerec.config import load_config
-    from sinerec.runs import CONFIG
     from sinerec.train import resolve_device
 
     out = Path(args.out) if args.out else None
-    if args.resume:
-        if out is None or not (out / CONFIG).exists():
-            raise SinerecError(f"--resume needs --out pointing at an earlier run directory (with {CONFIG})")
-        config = load_config(json.loads((out / CONFIG).read_text()), overrides=args.overrides)
+    if args.resume:  # the run's own settings, with what the flags and --set change now
+        model = [f"model={json.dumps(args.model)}"] if args.model else []
+        config = resume_config(out, args.config, model + flag_overrides(args) + args.overrides)
     else:
         config = train_config(args)
     ctx = distributed.init(resolve_device(config.train.device))  # under torchrun: join the process group
@@ -104,6 +105,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_body(args, config, out, ctx)
     finally:
         distributed.cleanup(ctx)
+
+
+def resume_config(out: Path | None, config_file: str | None, overrides: list[str]) -> Config:
+    """The configuration of a resumed run: its ``config.json`` with the flags and ``--set`` overrides given
+    now (the job writes it back). Settings that decide what the checkpoint means
+    (``sinerec.runs.FIXED_ON_RESUME``) cannot change, nor can a ``--config`` file replace the run's own."""
+    from sinerec import runs
+    from sinerec.config import load_config
+
+    if out is None or not (out / runs.CONFIG).exists():
+        raise SinerecError(f"--resume needs --out pointing at an earlier run directory (with {runs.CONFIG})")
+    if config_file is not None:
+        raise SinerecError(f"--resume continues with {out / runs.CONFIG}; pass changes as flags or --set, "
+                           "not --config")
+    saved = runs.read_json(out / runs.CONFIG)
+    models = [text.split("=", 1)[1] for text in overrides if text.startswith("model=")]
+    if models and json.loads(models[-1]) != saved.get("model"):  # report the model, not its parameters
+        raise SinerecError(f"--resume cannot change model: {json.dumps(saved.get('model'))} -> {models[-1]} "
+                           "(start a new run for that)")
+    config = load_config(saved, overrides=overrides)
+    changes = runs.resume_changes(load_config(saved), config)
+    if changes:
+        raise SinerecError(f"--resume cannot change {'; '.join(changes)} (start a new run for that)")
+    return config
 
 
 def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: DistContext) -> int:

@@ -37,11 +37,16 @@ import pandas as pd
 
 from sinerec.errors import DataFormatError, SinerecError
 
-__all__ = ["BadLine", "DelimitedFile", "Field", "check_value", "integral_or_float", "parse_datetimes",
+__all__ = ["MAX_ID_LENGTH", "TIMESTAMP_LIMIT",
+           "BadLine", "DelimitedFile", "Field", "check_value", "integral_or_float", "parse_datetimes",
            "parse_delimited", "read_header", "report_bad_lines", "split_fields"]
 
 # A number as pandas' C parser accepts it (no "nan"/"inf": a timestamp or rating must be finite).
 _NUMBER_RE = re.compile(r"\s*[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\s*")
+#: The longest id accepted (characters): longer ones are refused, naming the file and line.
+MAX_ID_LENGTH = 256
+#: Timestamps are seconds that fit int64: |t| < 2**63 (a finite number; 1e300 is refused).
+TIMESTAMP_LIMIT = 2.0**63
 # How many skipped lines one warning spells out.
 _WARN_SHOWN = 5
 # The package whose frames a warning skips to point at the user's call.
@@ -172,12 +177,18 @@ def check_value(field: Field, value: str) -> str | None:
     if value == "":
         return f"missing {field.label}"
     if field.kind == "id":
+        if "\x00" in value:
+            return f"NUL character in {field.label}"
+        if len(value) > MAX_ID_LENGTH:
+            return f"{field.label} longer than {MAX_ID_LENGTH} characters ({len(value):,})"
         return None
     if field.kind == "choice":
         if value not in field.choices:
             return f"unknown {field.label} {value!r} (expected one of {', '.join(sorted(field.choices))})"
         return None
     if _is_number(value):
+        if field.kind == "time" and abs(float(value)) >= TIMESTAMP_LIMIT:
+            return f"{field.label} {value.strip()} out of range (seconds must fit int64: |t| < 2**63)"
         return None
     if field.kind == "time" and field.datetime:
         try:
@@ -422,11 +433,12 @@ def parse_delimited(spec: DelimitedFile, skip_bad_lines: bool) -> tuple[dict[int
     try:
         df = _fast_read(spec)
         columns, reread = _coerce(spec, df, trusted=False)
+        _reread_as_text(spec, columns, reread)
+        _check_limits(spec, columns)
     except (_Suspicious, ValueError, UnicodeDecodeError, pd.errors.ParserWarning) as exc:
         # ParserError and EmptyDataError are ValueErrors.
         error = exc
     else:
-        _reread_as_text(spec, columns, reread)
         return columns, []
     bad = _scan(spec, collect=skip_bad_lines)
     if bad:
@@ -439,10 +451,25 @@ def parse_delimited(spec: DelimitedFile, skip_bad_lines: bool) -> tuple[dict[int
         raise SinerecError(f"{spec.path}: cannot parse the file: {error}")
     try:
         columns, reread = _coerce(spec, df, trusted=True)
+        _reread_as_text(spec, columns, reread)
+        _check_limits(spec, columns)
     except (_Suspicious, ValueError, TypeError) as exc:
         raise SinerecError(f"{spec.path}: cannot parse the file: {exc}") from exc
-    _reread_as_text(spec, columns, reread)
     return columns, []
+
+
+def _check_limits(spec: DelimitedFile, columns: dict[int, pd.Series]) -> None:
+    """Raise _Suspicious when a typed column breaks a limit :func:`check_value` enforces (an id with NUL or
+    longer than :data:`MAX_ID_LENGTH`, a timestamp outside int64 seconds): the line scan then names it."""
+    for field in spec.fields:
+        col = columns[field.index]
+        if field.kind == "id" and col.dtype == object and len(col):
+            text = col.astype(str)
+            if int(text.str.len().max()) > MAX_ID_LENGTH or bool(text.str.contains("\x00", regex=False).any()):
+                raise _Suspicious(f"{field.label} beyond the limits")
+        elif field.kind == "time" and col.dtype == np.float64 and len(col):
+            if bool((np.abs(col.to_numpy()) >= TIMESTAMP_LIMIT).any()):
+                raise _Suspicious(f"{field.label} out of range")
 
 
 def _reread_as_text(spec: DelimitedFile, columns: dict[int, pd.Series], reread: list[int]) -> None:

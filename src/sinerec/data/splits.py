@@ -41,6 +41,8 @@ class ProtocolConfig:
             raise ConfigError(
                 f"protocol: valid_fraction and test_fraction must be in (0, 1) with a sum below 1, got "
                 f"{self.valid_fraction!r} and {self.test_fraction!r}")
+        if self.seed < 0:
+            raise ConfigError(f"protocol.seed: must be >= 0, got {self.seed!r}")
         if not 0 < self.input_fraction < 1:
             raise ConfigError(f"protocol.input_fraction: must be in (0, 1), got {self.input_fraction!r}")
 

@@ -9,13 +9,15 @@ from pathlib import Path
 import pandas as pd
 
 from sinerec.data.assemble import align_items, events_frame, ids_from_strings, items_frame, skipped_meta
-from sinerec.data.delimited import BadLine, report_bad_lines
+from sinerec.data.delimited import BadLine, Field, check_value, report_bad_lines
 from sinerec.data.files import PathLike, dataset_stem, load_bytes
 from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import ITEM, USER, Interactions
 from sinerec.errors import DataFormatError, SinerecError
 
 __all__ = ["read", "read_sequences"]
+
+_ID_FIELDS = (Field(0, "id", "user id"), Field(1, "id", "item id"))
 
 
 def read(options: ReadOptions) -> Interactions:
@@ -64,6 +66,11 @@ def read_sequences(
                     "; this is the last line and the file does not end with a newline: it looks truncated"
                 )
             bad.append((number, number, text.rstrip("\r"), reason))
+            continue
+        problem = next(filter(None, (check_value(_ID_FIELDS[min(j, 1)], token) for j, token in enumerate(tokens))),
+                       None)  # the readers' id limits: no NUL, at most MAX_ID_LENGTH characters
+        if problem is not None:
+            bad.append((number, number, text.rstrip("\r"), problem))
             continue
         users.extend([tokens[0]] * (len(tokens) - 1))
         items_.extend(tokens[1:])
