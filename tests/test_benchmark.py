@@ -78,6 +78,7 @@ def test_models_must_share_the_data(prepared, tmp_path):
                       overrides=["sasrec:data.min_user_count=3"], log=lambda line: None)
 
 
+@pytest.mark.slow
 def test_benchmark_in_process_aggregates_seeds(prepared, tmp_path):
     result = run_benchmark(MODELS3, out_dir=tmp_path, seeds=[0, 1], prepared=prepared, overrides=TINY,
                            isolate=False, log=lambda line: None)
@@ -118,6 +119,7 @@ def test_benchmark_in_process_aggregates_seeds(prepared, tmp_path):
         assert model in result.table
 
 
+@pytest.mark.slow
 def test_isolated_runs_measure_memory_and_resume(prepared, tmp_path):
     # a comirec split with a non-default user shuffle: the child process must rebuild exactly this split
     comirec = Prepared(prepared.data, make_split(prepared.data, ProtocolConfig(name="comirec", seed=7)), 0.0)
@@ -136,6 +138,7 @@ def test_isolated_runs_measure_memory_and_resume(prepared, tmp_path):
         run_benchmark(["mostpop"], **{**run, "overrides": TINY + ["eval.batch_size=7"]})
 
 
+@pytest.mark.slow
 def test_cli_benchmark(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["benchmark", "--models", "mostpop", "--seeds", "4", "--quick", "--out", str(out),

@@ -33,6 +33,7 @@ def independent_mostpop_loo(ratings_path):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_mostpop_ml1m_matches_independent_reference(tmp_path, capsys):
     folder = shared_dataset("ml-1m")

@@ -238,6 +238,7 @@ def server(run_dir):
         yield base
 
 
+@pytest.mark.slow
 def test_real_server_answers_valid_and_invalid_requests(server, run):
     with httpx.Client(base_url=server, timeout=10) as http:
         answer = http.post("/recommend", json={"history": history_of(run, 7), "k": 10})
@@ -255,6 +256,7 @@ def test_real_server_answers_valid_and_invalid_requests(server, run):
         assert http.get("/health").json()["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_real_server_survives_a_concurrent_burst(server, run):
     users = [u % 90 for u in range(64)]
     expected = {u: offline_ranking(run, u, 10) for u in set(users)}

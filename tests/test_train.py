@@ -57,6 +57,7 @@ def test_resume_continues_exactly_and_checkpoints_reload(tmp_path):
     assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_sine_beats_mostpop_on_planted_concepts(variant):
     data = preprocess(planted_concepts(n_users=400, n_items=200, n_concepts=20, concepts_per_user=2,
@@ -96,6 +97,7 @@ def test_cli_train_writes_run_directory(tmp_path, capsys):
     ("amazon-beauty", (22363, 12101, 198502)),
     ("ml-latest-small", (610, 9724, 100836)),
 ])
+@pytest.mark.slow
 def test_cli_describe_prints_published_counts(name, counts, capsys):
     from conftest import shared_dataset
 
