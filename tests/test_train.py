@@ -128,3 +128,52 @@ def test_cli_describe_reports_bad_rows_with_file_and_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "log.csv" in err and "line 3" in err and "1,20" in err
+
+
+def scripted_validation(monkeypatch, values):
+    """Trainer.evaluate("valid") during training returns NDCG@10 = ``values`` in turn (every other metric of
+    the real evaluation kept); after the script, the real evaluation. Returns the list of epochs' calls."""
+    real = Trainer.evaluate
+    script = list(values)
+    calls = []
+
+    def evaluate(self, which, progress=False):
+        result = real(self, which, progress)
+        if which == "valid" and script:
+            calls.append(script[0])
+            result.means = {**result.means, "NDCG@10": script.pop(0)}
+        return result
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    return calls
+
+
+def test_early_stopping_fires_and_restores_the_best_epoch(monkeypatch, tmp_path):
+    """Validation NDCG@10 0.1, 0.3, 0.2, 0.25 with patience 2: training stops after epoch 4 of 10 and the
+    model returned (and model.pt) holds epoch 2's weights, those of a run that stopped at epoch 2."""
+    overrides = ["train.seed=5", "train.patience=2", "train.monitor=NDCG@10"]
+    calls = scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.25])
+    (tmp_path / "run").mkdir()
+    _, stopped = fit(overrides + ["train.epochs=10"], run_dir=tmp_path / "run")
+    assert calls == [0.1, 0.3, 0.2, 0.25]
+    assert len(stopped.history) == 4 and stopped.best_epoch == 2
+    assert [h["valid"]["NDCG@10"] for h in stopped.history] == [0.1, 0.3, 0.2, 0.25]
+    monkeypatch.undo()
+    _, two = fit(overrides + ["train.epochs=2"])
+    for k, v in two.model.state_dict().items():
+        assert torch.equal(v, stopped.model.state_dict()[k]), k
+        assert torch.equal(v, load_torch(tmp_path / "run" / "model.pt")[k]), k
+    assert stopped.test.means == two.test.means
+
+
+def test_eval_every_validates_every_nth_epoch_and_the_last(monkeypatch):
+    """eval_every 2 over 5 epochs: validation after epochs 2, 4 and 5 only; patience counts validations (the
+    script 0.3, 0.2, 0.1 with patience 2 stops at the third validation, epoch 5, best epoch 2)."""
+    calls = scripted_validation(monkeypatch, [0.3, 0.2, 0.1])
+    _, result = fit(["train.seed=5", "train.epochs=5", "train.eval_every=2", "train.patience=2"])
+    assert calls == [0.3, 0.2, 0.1]
+    assert [("valid" in h) for h in result.history] == [False, True, False, True, True]
+    assert result.best_epoch == 2
+    calls = scripted_validation(monkeypatch, [0.1, 0.2, 0.3])
+    _, result = fit(["train.seed=5", "train.epochs=4", "train.eval_every=3", "train.patience=5"])
+    assert [("valid" in h) for h in result.history] == [False, False, True, True] and result.best_epoch == 4
