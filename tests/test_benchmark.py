@@ -252,3 +252,18 @@ def test_versus_sine_by_hand():
     assert versus({**doc, "summary": {"sine": summary["sine"]}, "ranking": ["sine"]}) is None  # nobody to compare
     no_sine = {k: summary[k] for k in ("sasrec", "mostpop")}
     assert versus({**doc, "summary": no_sine, "ranking": ["sasrec", "mostpop"]}) is None
+
+
+@pytest.mark.slow
+def test_two_jobs_at_a_time_give_the_one_job_results(prepared, tmp_path):
+    """--jobs 2: two runs, each in its own process, at the same time; the same numbers as one in-process job."""
+    run = dict(seeds=[0], prepared=prepared, overrides=TINY, log=lambda line: None)
+    two = run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path / "two", jobs=2, threads=1, **run).document
+    one = run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path / "one", isolate=False, **run).document
+    assert two["jobs"] == 2 and two["failed"] == [] and two["pending"] == []
+    assert sorted((r["model"], r["status"], r["memory"]) for r in two["runs"]) == \
+        [("mostpop", "done", "process"), ("sasrec", "done", "process")]
+    for a, b in zip(sorted(two["runs"], key=lambda r: r["model"]), sorted(one["runs"], key=lambda r: r["model"]),
+                    strict=True):
+        assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["epochs"] == b["epochs"] == \
+            (0 if a["model"] == "mostpop" else 2)
