@@ -172,6 +172,7 @@ class Killed(BaseException):
     """Stands for a SIGKILL: not an Exception, so nothing on the way up handles it."""
 
 
+@pytest.mark.slow
 def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path, monkeypatch):
     """A run killed after epoch 1 of 2 (its checkpoint written) continues from that checkpoint: the rerun
     trains only epoch 2 and ends exactly where an uninterrupted run ends."""

@@ -166,6 +166,7 @@ def test_early_stopping_fires_and_restores_the_best_epoch(monkeypatch, tmp_path)
     assert stopped.test.means == two.test.means
 
 
+@pytest.mark.slow
 def test_eval_every_validates_every_nth_epoch_and_the_last(monkeypatch):
     """eval_every 2 over 5 epochs: validation after epochs 2, 4 and 5 only; patience counts validations (the
     script 0.3, 0.2, 0.1 with patience 2 stops at the third validation, epoch 5, best epoch 2)."""
