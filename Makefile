@@ -1,5 +1,5 @@
-# One-command entry points. `make train` runs the main job, `make test` the test suite; both create the
-# virtual environment on first use.
+# One-command entry points. `make train` runs the main job, `make test` the fast tests (-m "not slow", a few
+# minutes), `make test-all` every test (what CI runs); all create the virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,6 +21,9 @@ train: install
 	$(VENV)/bin/sinerec train
 
 test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install
 	$(PY) -m pytest -q
 
 lint: install

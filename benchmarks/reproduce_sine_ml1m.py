@@ -58,18 +58,25 @@ def summarise(args: argparse.Namespace) -> dict:
                          "seconds_per_epoch": statistics.median(r["seconds"] for r in log),
                          "examples_per_second": statistics.median(r["examples_per_second"] for r in log),
                          "dataset": doc["dataset"], "split": doc["protocol"]["fingerprint"]})
+    return {"rows": rows, "summary": summarise_rows(rows, args.variants)}
+
+
+def summarise_rows(rows: list[dict], variants: list[str]) -> dict:
+    """Per variant: (mean, sample standard deviation) over seeds of each reported metric in %, as every table
+    of the project reports it (0 with one seed); medians of the epoch counts, times and rates."""
     summary = {}
-    for variant in args.variants:
+    for variant in variants:
         rs = [r for r in rows if r["variant"] == variant]
-        entry = {}
+        entry: dict = {}
         for part in ("test", "valid"):
             for key in REPORTED:
                 values = [100 * r[part][key] for r in rs]
-                entry[f"{part} {key}"] = (statistics.mean(values), statistics.pstdev(values))
+                entry[f"{part} {key}"] = (statistics.mean(values),
+                                          statistics.stdev(values) if len(values) > 1 else 0.0)
         for key in ("epochs", "best_epoch", "seconds", "seconds_per_epoch", "examples_per_second"):
             entry[key] = statistics.median(r[key] for r in rs)
         summary[variant] = entry
-    return {"rows": rows, "summary": summary}
+    return summary
 
 
 def write_report(args: argparse.Namespace, result: dict, wall: float) -> None:
@@ -102,7 +109,7 @@ def write_report(args: argparse.Namespace, result: dict, wall: float) -> None:
         f"softmax, early stopping on validation NDCG@10 with patience {args.patience}; seeds "
         f"{', '.join(map(str, args.seeds))}. Extra: {', '.join(args.set) or 'none'}.",
         "",
-        "Test metrics in %, mean ± standard deviation over seeds:",
+        "Test metrics in %, mean ± sample standard deviation over seeds:",
         "",
         "| | HR@10 | NDCG@10 | HR@50 | NDCG@50 | epochs (best) | s / epoch | train examples / s |",
         "|---|---|---|---|---|---|---|---|",

@@ -23,6 +23,7 @@ from sinerec.errors import ConfigError
 from sinerec.models import MODELS, build_model, model_class, model_config_class
 from sinerec.models.base import ModelOutput, SequentialRecommender
 from sinerec.models.mostpop import MostPop, MostPopConfig
+from sinerec.retrieval import faiss_available
 
 BATCH, LENGTH, DIM, NUM_ITEMS, NUM_INTERESTS = 3, 7, 13, 37, 3
 
@@ -308,28 +309,24 @@ def test_mind_routing_passes_gradients_through_the_last_iteration_only() -> None
 
 
 def merge_topk(scores_per_interest: torch.Tensor, k: int) -> list[list[int]]:
-    """Reference: each interest's top k, the K * k (item, score) pairs sorted by score, first k distinct.
+    """Reference, by hand: each interest's k best items (ties to the smaller id), the K * k (score, item)
+    pairs sorted by score then id, the first k distinct items. Padding (id 0) is never a candidate.
 
     scores_per_interest (B, K, N) -> B lists of k item ids.
     """
     result = []
-    for user_scores in scores_per_interest:  # (K, N)
+    for user_scores in scores_per_interest.tolist():  # K lists of N scores
         candidates = []
-        for interest_scores in user_scores:  # (N,)
-            values, ids = interest_scores.topk(k)
-            candidates += list(zip(values.tolist(), ids.tolist(), strict=True))
-        candidates.sort(key=lambda pair: -pair[0])
+        for interest_scores in user_scores:
+            ranked = sorted(range(1, len(interest_scores)), key=lambda i: (-interest_scores[i], i))[:k]
+            candidates += [(interest_scores[i], i) for i in ranked]
+        candidates.sort(key=lambda pair: (-pair[0], pair[1]))
         merged: list[int] = []
         for _, item in candidates:
             if item not in merged:
                 merged.append(item)
         result.append(merged[:k])
     return result
-
-
-def max_then_topk(scores_per_interest: torch.Tensor, k: int) -> list[list[int]]:
-    """What the evaluator does: score = max over interests, then one top k. (B, K, N) -> B lists of k ids."""
-    return scores_per_interest.amax(1).topk(k, dim=1).indices.tolist()
 
 
 def test_merge_topk_by_hand() -> None:
@@ -344,17 +341,54 @@ def test_merge_topk_by_hand() -> None:
         ]
     )
     assert merge_topk(scores, 3) == [[4, 1, 2]]
-    assert max_then_topk(scores, 3) == [[4, 1, 2]]
+    # ties: items 2, 3 and 5 all score 0.5; the smaller ids win
+    tied = torch.tensor([[[-inf, 0.1, 0.5, 0.5, 0.0, 0.5], [-inf, 0.9, 0.0, 0.5, 0.0, 0.5]]])
+    assert merge_topk(tied, 3) == [[1, 2, 3]]
+
+
+def library_multi_topk(interests: torch.Tensor, items: torch.Tensor, k: int,
+                       exact_only: bool = False) -> tuple[list, dict[str, list]]:
+    """What the library serves for (B, K, D) interests: the evaluator's ``topk_items``, and ``search_multi``
+    of every index backend in the table (exact settings; the Faiss ones where Faiss is installed; only the
+    exact backends with ``exact_only``: an approximate one promises no tie order at the cut-off)."""
+    from sinerec.ranking import topk_items
+    from sinerec.retrieval import BACKENDS, IndexSettings, build_index, faiss_available
+
+    ids, _ = topk_items(interests, items, k)
+    searched = {}
+    for name, spec in BACKENDS.items():
+        if (spec.needs_faiss and not faiss_available()) or (exact_only and not spec.exact):
+            continue
+        for i, overrides in enumerate(spec.exact_settings):
+            index = build_index(items, IndexSettings(name, **overrides))
+            searched[f"{name}-{i}"] = index.search_multi(interests.numpy(), k)[0].tolist()
+    return ids.tolist(), searched
 
 
 @pytest.mark.parametrize("name", MULTI_VECTOR_MODELS)
-def test_max_over_interests_equals_merged_per_interest_topk(name: str) -> None:
+def test_library_multi_interest_ranking_equals_merged_per_interest_topk(name: str) -> None:
     model = build(name).eval()
-    interests = model.user_vectors(histories())  # (B, K, D)
-    scores = interests @ model.item_embeddings().T  # (B, K, M + 1)
-    scores[..., 0] = -torch.inf  # padding is never retrieved
+    with torch.no_grad():
+        interests = model.user_vectors(histories())  # (B, K, D)
+        items = model.item_embeddings()
+    scores = interests @ items.T  # (B, K, M + 1)
     for k in (1, 5, 11):
-        assert max_then_topk(scores, k) == merge_topk(scores, k)
+        ranked, searched = library_multi_topk(interests, items, k)
+        assert ranked == merge_topk(scores, k)
+        assert searched == {backend: merge_topk(scores, k) for backend in searched}
+
+
+def test_library_multi_interest_ranking_breaks_ties_like_the_merge() -> None:
+    """Integer vectors with many equal scores, within one interest and across interests."""
+    items = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 0], [1, 1], [0, 1], [2, 0], [0, 0]], dtype=torch.float32)
+    interests = torch.tensor([[[1, 0], [0, 1]], [[1, 1], [1, 1]], [[0, 0], [0, 1]]], dtype=torch.float32)
+    scores = interests @ items.T
+    assert merge_topk(scores, 4) == [[6, 1, 2, 3], [4, 6, 1, 2], [2, 4, 5, 1]]
+    for k in (1, 3, 4, 7):
+        ranked, searched = library_multi_topk(interests, items, k, exact_only=True)
+        assert len(searched) == (2 if faiss_available() else 1)  # torch, and flat with Faiss
+        assert ranked == merge_topk(scores, k), k
+        assert searched == {backend: merge_topk(scores, k) for backend in searched}, k
 
 
 # --- configuration -----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sinerec.data.synthetic import planted_concepts
 from sinerec.errors import ConfigError, SinerecError
 from sinerec.models import MODELS, build_model
 from sinerec.pipeline import Prepared
+from sinerec.train import Trainer
 
 # Tiny models with odd, distinct sizes, a few steps each; one torch thread (two threads on two busy cores are
 # several times slower for models this small).
@@ -78,6 +79,7 @@ def test_models_must_share_the_data(prepared, tmp_path):
                       overrides=["sasrec:data.min_user_count=3"], log=lambda line: None)
 
 
+@pytest.mark.slow
 def test_benchmark_in_process_aggregates_seeds(prepared, tmp_path):
     result = run_benchmark(MODELS3, out_dir=tmp_path, seeds=[0, 1], prepared=prepared, overrides=TINY,
                            isolate=False, log=lambda line: None)
@@ -118,6 +120,7 @@ def test_benchmark_in_process_aggregates_seeds(prepared, tmp_path):
         assert model in result.table
 
 
+@pytest.mark.slow
 def test_isolated_runs_measure_memory_and_resume(prepared, tmp_path):
     # a comirec split with a non-default user shuffle: the child process must rebuild exactly this split
     comirec = Prepared(prepared.data, make_split(prepared.data, ProtocolConfig(name="comirec", seed=7)), 0.0)
@@ -136,6 +139,7 @@ def test_isolated_runs_measure_memory_and_resume(prepared, tmp_path):
         run_benchmark(["mostpop"], **{**run, "overrides": TINY + ["eval.batch_size=7"]})
 
 
+@pytest.mark.slow
 def test_cli_benchmark(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["benchmark", "--models", "mostpop", "--seeds", "4", "--quick", "--out", str(out),
@@ -145,15 +149,62 @@ def test_cli_benchmark(tmp_path, capsys):
     assert doc["command"] == (f"sinerec benchmark --models mostpop --protocol loo --seeds 4 --out {out} --quick "
                               "--set eval.ks=10,50")
     assert doc["dataset"]["name"] == "ml-latest-small" and "mostpop" in printed and str(out / "results.md") in printed
+    # MostPop's exact numbers on the built-in split (tests/test_train.py pins the same), in every output
+    assert doc["dataset"]["fingerprint"] == "c70c4b936a3ecbc7"
+    assert doc["protocol"]["fingerprint"] == "0f5d89bf6f79bc79"
+    assert doc["ranking"] == ["mostpop"] and doc["seeds"] == [4]
+    test = doc["summary"]["mostpop"]["test"]
+    assert set(test) == {f"{m}@{k}" for m in ("HR", "Recall", "NDCG", "MRR") for k in (10, 50)}
+    assert test["HR@10"] == {"mean": 25 / 610, "std": 0.0} and test["HR@50"] == {"mean": 66 / 610, "std": 0.0}
+    assert test["NDCG@10"]["mean"] == pytest.approx(0.018809666286387743, rel=1e-12)
+    assert [r["status"] for r in doc["runs"]] == ["done"] and doc["runs"][0]["seed"] == 4
+    table = (out / "results.md").read_text()
+    assert "| 1 | mostpop | **4.10** | **10.82** | **1.88** | **3.37** | - | - | - |" in table
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1,mostpop,1,0.040983606557377046,0.0,0.10819672131147541,0.0,")
+    assert "mostpop  4.10*  10.82*    1.88*    3.37*" in printed
 
 
-def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path):
-    run = dict(out_dir=tmp_path, seeds=[2], prepared=prepared, overrides=TINY, isolate=False, log=lambda line: None)
-    first = run_benchmark(["sasrec"], **run).document
-    (tmp_path / "runs" / "sasrec-seed2" / "benchmark.json").unlink()  # as if killed after its last epoch
+TRAIN_EPOCH = Trainer.train_epoch
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: not an Exception, so nothing on the way up handles it."""
+
+
+@pytest.mark.slow
+def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path, monkeypatch):
+    """A run killed after epoch 1 of 2 (its checkpoint written) continues from that checkpoint: the rerun
+    trains only epoch 2 and ends exactly where an uninterrupted run ends."""
+    from sinerec import runs
+
+    straight = run_benchmark(["sasrec"], out_dir=tmp_path / "straight", seeds=[2], prepared=prepared,
+                             overrides=TINY, isolate=False, log=lambda line: None).document
+    run = dict(out_dir=tmp_path / "b", seeds=[2], prepared=prepared, overrides=TINY, isolate=False,
+               log=lambda line: None)
+    save = runs.save_checkpoint
+
+    def save_then_die(run_dir, state):
+        save(run_dir, state)
+        if state["epoch"] == 1:
+            raise Killed
+
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_benchmark(["sasrec"], **run)
+    monkeypatch.setattr(runs, "save_checkpoint", save)
+    run_dir = tmp_path / "b" / "runs" / "sasrec-seed2"
+    assert not (run_dir / "benchmark.json").exists()
+    assert len((run_dir / "log.jsonl").read_text().splitlines()) == 1  # killed after epoch 1 of 2
+    trained = []
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, *a, **k: trained.append(epoch)
+                        or TRAIN_EPOCH(self, epoch, *a, **k))
     again = run_benchmark(["sasrec"], **run).document
-    assert again["runs"][0]["resumed"] and not first["runs"][0]["resumed"]
-    assert again["runs"][0]["test"] == first["runs"][0]["test"] and again["runs"][0]["epochs"] == 2
+    assert trained == [1]  # only the second epoch (0-based 1) was trained again
+    assert again["runs"][0]["resumed"] and not straight["runs"][0]["resumed"]
+    assert again["runs"][0]["epochs"] == 2
+    assert again["runs"][0]["test"] == straight["runs"][0]["test"]
+    assert again["runs"][0]["valid"] == straight["runs"][0]["valid"]
 
 
 def test_resumed_benchmark_keeps_the_measured_date_and_wall_time(prepared, tmp_path):
@@ -202,3 +253,18 @@ def test_versus_sine_by_hand():
     assert versus({**doc, "summary": {"sine": summary["sine"]}, "ranking": ["sine"]}) is None  # nobody to compare
     no_sine = {k: summary[k] for k in ("sasrec", "mostpop")}
     assert versus({**doc, "summary": no_sine, "ranking": ["sasrec", "mostpop"]}) is None
+
+
+@pytest.mark.slow
+def test_two_jobs_at_a_time_give_the_one_job_results(prepared, tmp_path):
+    """--jobs 2: two runs, each in its own process, at the same time; the same numbers as one in-process job."""
+    run = dict(seeds=[0], prepared=prepared, overrides=TINY, log=lambda line: None)
+    two = run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path / "two", jobs=2, threads=1, **run).document
+    one = run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path / "one", isolate=False, **run).document
+    assert two["jobs"] == 2 and two["failed"] == [] and two["pending"] == []
+    assert sorted((r["model"], r["status"], r["memory"]) for r in two["runs"]) == \
+        [("mostpop", "done", "process"), ("sasrec", "done", "process")]
+    for a, b in zip(sorted(two["runs"], key=lambda r: r["model"]), sorted(one["runs"], key=lambda r: r["model"]),
+                    strict=True):
+        assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["epochs"] == b["epochs"] == \
+            (0 if a["model"] == "mostpop" else 2)

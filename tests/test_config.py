@@ -51,3 +51,55 @@ def test_config_roundtrip_through_dict():
     c = load_config(overrides=["model=mostpop", "eval.ks=[1,2]", "train.monitor=NDCG@2"])
     again = load_config(c.to_dict())
     assert again == c
+
+
+SAME_SETTINGS = {
+    "toml": 'model = "mostpop"\n[train]\nlr = 0.01\nepochs = 3\n[eval]\nks = [5, 10]\n[data]\nbehaviors = ["pv"]\n',
+    "json": '{"model": "mostpop", "train": {"lr": 0.01, "epochs": 3}, "eval": {"ks": [5, 10]},'
+            ' "data": {"behaviors": ["pv"]}}',
+    "yaml": "model: mostpop\ntrain:\n  lr: 0.01\n  epochs: 3\neval:\n  ks: [5, 10]\ndata:\n  behaviors: [pv]\n",
+    "yml": "model: mostpop\ntrain: {lr: 0.01, epochs: 3}\neval: {ks: [5, 10]}\ndata: {behaviors: [pv]}\n",
+}
+
+
+@pytest.mark.parametrize("suffix", list(SAME_SETTINGS))
+def test_toml_json_and_yaml_files_give_the_same_config(tmp_path, suffix):
+    f = tmp_path / f"c.{suffix}"
+    f.write_text(SAME_SETTINGS[suffix])
+    c = load_config(file=f, overrides=["train.epochs=7"])
+    reference = tmp_path / "ref.toml"
+    reference.write_text(SAME_SETTINGS["toml"])
+    assert c.to_dict() == load_config(file=reference, overrides=["train.epochs=7"]).to_dict()
+    assert c.model == "mostpop" and c.train.lr == 0.01 and c.train.epochs == 7 and c.eval.ks == (5, 10)
+    assert c.data.behaviors == ("pv",) and c.data.max_len == 20
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bad.json", '{"train": {"lr": 0.01,}', r"bad\.json: cannot parse"),
+    ("bad.yaml", "train:\n  lr: [0.01\n", r"bad\.yaml: cannot parse"),
+    ("typed.yaml", "train:\n  lr: fast\n", r"train\.lr: expected a number, got 'fast'"),
+    ("c.ini", "[train]\nlr = 0.01\n", r"unknown config format '\.ini'"),
+    ("empty.yaml", "", None),
+])
+def test_config_file_errors_name_the_file_or_key(tmp_path, name, text, message):
+    f = tmp_path / name
+    f.write_text(text)
+    if message is None:  # an empty YAML file is the defaults
+        assert load_config(file=f).to_dict() == load_config().to_dict()
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(file=f)
+
+
+def test_cli_train_reads_a_yaml_config(tmp_path, capsys):
+    import json
+
+    from sinerec.cli import main
+
+    f = tmp_path / "c.yaml"
+    f.write_text("model: mostpop\neval:\n  ks: [10, 50]\n")
+    assert main(["train", "--config", str(f), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"] == "mostpop" and saved["eval"]["ks"] == [10, 50]
+    assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]) == \
+        {f"{m}@{k}" for m in ("HR", "Recall", "NDCG", "MRR") for k in (10, 50)}

@@ -300,9 +300,9 @@ def test_list_datasets(
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", ["ml-latest-small", "ml-1m", "amazon-beauty", "taobao-sample"])
 def test_real_published_counts(name: str) -> None:
-    folder = SHARED / name
-    if not folder.is_dir():
-        pytest.skip(f"real data {folder} is absent (it lives in ../shared/data beside the repository)")
+    from conftest import shared_dataset
+
+    folder = shared_dataset(name)
     info = DATASETS[name]
     options: dict[str, Any] = {"skip_bad_lines": True} if name == "taobao-sample" else {}
     with warnings.catch_warnings(record=True) as record:
@@ -319,8 +319,9 @@ def test_real_published_counts(name: str) -> None:
 
 @pytest.mark.realdata
 def test_real_taobao_sample_needs_skip_bad_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not (SHARED / "taobao-sample").is_dir():
-        pytest.skip(f"real data {SHARED / 'taobao-sample'} is absent")
+    from conftest import shared_dataset
+
+    shared_dataset("taobao-sample")
     monkeypatch.setenv(datasets.ENV_DATA_DIR, str(SHARED))
     with pytest.raises(DataFormatError, match=r"line 84476: .*truncated"):
         load_dataset("taobao-sample")

@@ -106,6 +106,7 @@ def two_ranks(tmp_path_factory):
 ZERO_GRADIENT = {"concept_norm.bias"}
 
 
+@pytest.mark.slow
 @needs_gloo
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_two_processes_train_the_single_process_parameters(two_ranks, loss):
@@ -129,6 +130,7 @@ def test_two_processes_train_the_single_process_parameters(two_ranks, loss):
         assert torch.equal(ranks[0][loss]["state"][name], ranks[1][loss]["state"][name]), name
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_two_processes_evaluate_exactly_like_one(two_ranks):
     ranks, reference = two_ranks

@@ -84,3 +84,43 @@ def test_topk_with_many_ties_equals_a_full_stable_sort():
     for chunk in (7, 31, 200):
         ids, scores = topk_items(user, items, 23, rows, excl, chunk_size=chunk)
         assert torch.equal(ids, ref_ids) and torch.equal(scores, ref.values[:, :23]), chunk
+
+
+def _sequences(*seqs):
+    rows = [(u, item, t) for u, seq in enumerate(seqs) for t, item in enumerate(seq)]
+    return preprocess(Interactions(pd.DataFrame(rows, columns=["user", "item", "timestamp"])))
+
+
+def test_evaluate_multi_target_queries_by_hand():
+    """ComiRec-style queries with several targets, history ranked; the model's ranking is 1 2 3 4 5."""
+    from sinerec.data.splits import EvalSet
+
+    d = _sequences([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
+    off = d.offsets
+    queries = EvalSet(users=np.array([0, 1]), hist_start=off[:2].copy(), hist_end=off[:2] + 1,
+                      target_offsets=np.array([0, 2, 3]), targets=np.array([2, 5, 1]))
+    model = FixedScores([0, 5, 4, 3, 2, 1])
+    got = evaluate(model, d, queries, 3, exclude_history=False, config=EvalConfig(ks=(1, 2, 5))).means
+    # query 0: targets {2, 5} at ranks 2 and 5; query 1: target {1} at rank 1
+    assert got["HR@1"] == 0.5 and got["HR@2"] == 1.0 and got["HR@5"] == 1.0
+    assert got["Recall@1"] == 0.5 and got["Recall@2"] == 0.75 and got["Recall@5"] == 1.0
+    # NDCG divides by the ideal DCG of min(|targets|, K) hits
+    idcg2 = 1 + 1 / np.log2(3)
+    assert np.isclose(got["NDCG@1"], (0 + 1) / 2)
+    assert np.isclose(got["NDCG@2"], ((1 / np.log2(3)) / idcg2 + 1) / 2)
+    assert np.isclose(got["NDCG@5"], ((1 / np.log2(3) + 1 / np.log2(6)) / idcg2 + 1) / 2)
+    assert np.isclose(got["MRR@5"], (1 / 2 + 1) / 2)
+
+
+def test_a_repeated_target_is_a_miss_under_history_exclusion():
+    """Sequence 1 2 3 2: the test target 2 is also in the history [1, 2, 3]. Excluded from the ranking, it
+    can never be hit; with the history ranked it is second."""
+    d = _sequences([1, 2, 3, 2])
+    s = leave_one_out(d, ProtocolConfig())
+    assert s.test.targets.tolist() == [2]
+    model = FixedScores([0, 3, 2, 1])  # ranking 1 2 3
+    cfg = EvalConfig(ks=(1, 2, 3))
+    excluded = evaluate(model, d, s.test, 3, exclude_history=True, config=cfg).means
+    assert all(v == 0.0 for v in excluded.values()), excluded
+    ranked = evaluate(model, d, s.test, 3, exclude_history=False, config=cfg).means
+    assert ranked["HR@1"] == 0.0 and ranked["HR@2"] == 1.0 and np.isclose(ranked["NDCG@2"], 1 / np.log2(3))

@@ -126,6 +126,7 @@ def sine_run(tmp_path_factory):
     return _train_run(tmp_path_factory.mktemp("explain") / "run")
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_cli_explain_writes_report_figures_and_numbers(sine_run, tmp_path, capsys):
     out = tmp_path / "report"

@@ -48,3 +48,37 @@ def test_export_tables_match_the_model(run_dir, tmp_path, fmt):
     np.testing.assert_allclose(users["interests"], model_out.interests.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(users["concept_ids"], model_out.extras["concept_ids"].numpy())
     np.testing.assert_allclose(users["aggregation"].sum(1), 1.0, atol=1e-5)
+
+
+# --- models other than SINE: the same tables, without SINE's concept columns ------------------------------
+
+OTHER_MODELS = {"comirec-sa": ["model_params.dim=10", "model_params.num_interests=3"],
+                "gru4rec": ["model_params.dim=10"]}
+
+
+@pytest.mark.parametrize("name", list(OTHER_MODELS))
+def test_export_of_non_sine_models(tmp_path, name):
+    log = planted_concepts(n_users=23, n_items=18, n_concepts=3, length=7, seed=4)
+    log.events["item"] = log.events["item"] * 3 + 50
+    log.items.index = log.items.index * 3 + 50
+    run_dir = train_run(tmp_path / "run", [f"model={name}", f"data.max_len={MAX_LEN}", *OTHER_MODELS[name]], log)
+    out = tmp_path / "export"
+    assert main(["export", "--run", str(run_dir), "--out", str(out), "--batch-size", "5"]) == 0
+    manifest = json.loads((out / "export.json").read_text())
+    items, users = read_table(out / "items.npz"), read_table(out / "users.npz")
+    run = load_run(run_dir)
+    assert manifest["model"] == name and (manifest["num_items"], manifest["num_users"], manifest["dim"]) == (18, 23, 10)
+    assert items["item_id"].tolist() == [i * 3 + 50 for i in range(1, 19)]
+    np.testing.assert_array_equal(items["vector"], run.model.item_embeddings()[1:].detach().numpy())
+    d = run.data
+    history = torch.from_numpy(gather_histories(d.items, d.offsets[:-1], d.offsets[1:], MAX_LEN))
+    with torch.no_grad():
+        model_out = run.model.eval()(history)
+    assert users["user_id"].tolist() == d.user_ids.tolist()
+    np.testing.assert_allclose(users["vector"], model_out.user.numpy(), rtol=1e-5, atol=1e-6)
+    assert not {"concept_ids", "gates", "aggregation"} & set(users)  # SINE only
+    if name == "comirec-sa":
+        assert manifest["num_interests"] == 3 and users["interests"].shape == (23, 3, 10)
+        np.testing.assert_allclose(users["interests"], model_out.interests.numpy(), rtol=1e-5, atol=1e-6)
+    else:
+        assert manifest["num_interests"] is None and "interests" not in users

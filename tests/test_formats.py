@@ -256,6 +256,7 @@ def test_register_format_adds_once() -> None:
         del FORMATS["toy"]
 
 
+@pytest.mark.slow
 def test_the_table_is_read_without_importing_readers() -> None:
     # the CLI builds its parser from the table: listing formats must not load pandas or a reader
     import subprocess

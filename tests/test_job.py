@@ -174,6 +174,7 @@ def _job_worker(rank: int, port: int, folder: str) -> None:
         raise
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                     reason="torch.distributed with the gloo backend is unavailable")
 def test_job_under_two_processes_names_one_run_and_only_rank_0_writes(tmp_path):

@@ -45,14 +45,29 @@ def test_fused_tanh_scores_value_and_gradients(with_bias: bool, heads: bool, num
 
 
 def test_tanh_scores_under_bfloat16_autocast() -> None:
-    """Mixed precision: the hand-written backward runs in the forward's dtype and returns float32 grads."""
+    """Mixed precision: the hand-written backward runs in the forward's dtype and returns float32 grads, and
+    scores and gradients agree with the float32 computation within bfloat16 precision (a few units of its
+    eps, 2^-7, relative to each tensor's largest entry)."""
+    torch.manual_seed(0)
     x = torch.randn(4, 6, 5, requires_grad=True)
     hidden_w, out_w = torch.randn(8, 5, requires_grad=True), torch.randn(2, 4, requires_grad=True)
+    upstream = torch.randn(4, 6, 2)  # a non-uniform upstream gradient: every output's backward counts
     with torch.autocast("cpu", dtype=torch.bfloat16):
         scores = tanh_scores(x, hidden_w, None, out_w, heads=True)
-    scores.float().sum().backward()
+    (scores.float() * upstream).sum().backward()
+    assert scores.dtype == torch.bfloat16
     assert x.grad is not None and hidden_w.grad is not None and out_w.grad is not None
     assert x.grad.dtype == hidden_w.grad.dtype == out_w.grad.dtype == torch.float32
+
+    leaves = [t.detach().clone().requires_grad_() for t in (x, hidden_w, out_w)]
+    # float32 autograd through plain torch ops (not the hand-written backward under test)
+    reference = (torch.tanh(leaves[0] @ leaves[1].T).view(4, 6, 2, 4) * leaves[2]).sum(-1)
+    (reference * upstream).sum().backward()
+    bound = 4 * torch.finfo(torch.bfloat16).eps
+    for got, want in ((scores.float(), reference), (x.grad, leaves[0].grad), (hidden_w.grad, leaves[1].grad),
+                      (out_w.grad, leaves[2].grad)):
+        assert want is not None
+        assert (got - want).abs().max() <= bound * want.abs().max(), (got - want).abs().max()
 
 
 def test_sigmoid_based_tanh_matches_torch_tanh() -> None:

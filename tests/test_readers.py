@@ -455,10 +455,9 @@ def test_blank_lines_crlf_and_empty_file(tmp_path: Path) -> None:
 
 
 def shared(name: str) -> Path:
-    folder = SHARED / name
-    if not folder.is_dir():
-        pytest.skip(f"real data {folder} is absent (it lives in ../shared/data beside the repository)")
-    return folder
+    from conftest import shared_dataset
+
+    return shared_dataset(name)
 
 
 @pytest.mark.realdata

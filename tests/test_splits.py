@@ -82,3 +82,29 @@ def test_protocol_validation():
         ProtocolConfig(name="random")
     with pytest.raises(ConfigError, match="valid_fraction"):
         ProtocolConfig(valid_fraction=0.6, test_fraction=0.5)
+
+
+def test_comirec_split_edge_cases_and_the_80_20_rule_on_validation_and_test_users():
+    """Users of 1 to 6 and 10 items (one with repeats), most of them held out: a held-out user's input is
+    its first int(0.8 n) items, at least one, leaving at least one target; targets are deduplicated; a
+    one-item user cannot be evaluated and is left out."""
+    lengths = [1, 2, 3, 4, 5, 6, 10, 10]
+    seqs = [[1 + (u + i) % 7 for i in range(n)] for u, n in enumerate(lengths)]
+    seqs[7] = [1, 2, 3, 4, 5, 6, 7, 7, 7, 1]  # targets (last 2): 7, 1 -> deduplicated {1, 7}
+    rows = [(u, item, t) for u, seq in enumerate(seqs) for t, item in enumerate(seq)]
+    d = preprocess(Interactions(pd.DataFrame(rows, columns=["user", "item", "timestamp"])))
+    s = comirec_split(d, ProtocolConfig(name="comirec", seed=0, valid_fraction=0.45, test_fraction=0.45))
+    expected_input = {1: None, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 10: 8}
+    held = [*s.valid.users.tolist(), *s.test.users.tolist()]
+    assert len(s.valid.users) >= 3 and len(s.test.users) >= 3  # the validation users follow the rule too
+    for part in (s.valid, s.test):
+        for q, u in enumerate(part.users.tolist()):
+            seq = d.sequence(u).tolist()
+            n_input = expected_input[len(seq)]
+            assert n_input is not None, f"user {u} with {len(seq)} item(s) was held out"
+            assert part.hist_start[q] == d.offsets[u] and part.hist_end[q] == d.offsets[u] + n_input
+            targets = part.targets[part.target_offsets[q]:part.target_offsets[q + 1]]
+            assert sorted(targets.tolist()) == sorted(set(seq[n_input:]))
+    one_item = [u for u in range(d.num_users) if len(d.sequence(u)) == 1]
+    assert one_item and not set(one_item) & set(held)
+    assert len(held) + len(s.train.users) + len([u for u in one_item if u not in s.train.users]) == d.num_users

@@ -1,6 +1,7 @@
 """The trainer with SINE: determinism, resume, checkpoints, learning on planted concepts."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,6 +58,7 @@ def test_resume_continues_exactly_and_checkpoints_reload(tmp_path):
     assert len((tmp_path / "b" / "log.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_sine_beats_mostpop_on_planted_concepts(variant):
     data = preprocess(planted_concepts(n_users=400, n_items=200, n_concepts=20, concepts_per_user=2,
@@ -79,8 +81,21 @@ def test_cli_train_writes_run_directory(tmp_path, capsys):
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["model"] == "mostpop"
     assert doc["dataset"]["name"] == "ml-latest-small" and doc["dataset"]["n_users"] == 610
-    assert set(doc["protocol"]) >= {"name", "fingerprint", "exclude_history"}
-    assert 0 < doc["test"]["HR@10"] < 1 and "NDCG@50" in doc["valid"]
+    # MostPop has no randomness: its numbers on the built-in data and leave-one-out split are known exactly
+    # (benchmarks/ml-latest-small/mostpop-metrics.json, quoted in the README)
+    assert doc["dataset"]["fingerprint"] == "c70c4b936a3ecbc7"
+    assert doc["protocol"]["name"] == "loo" and doc["protocol"]["exclude_history"] is True
+    assert doc["protocol"]["fingerprint"] == "0f5d89bf6f79bc79"
+    assert doc["protocol"]["n_train_examples"] == 99006
+    hits = {k: round(doc["test"][f"HR@{k}"] * 610, 9) for k in (10, 20, 50, 100)}
+    assert hits == {10: 25, 20: 43, 50: 66, 100: 114}
+    assert doc["test"]["NDCG@10"] == pytest.approx(0.018809666286387743, rel=1e-12)
+    assert doc["test"]["NDCG@50"] == pytest.approx(0.033676578751862585, rel=1e-12)
+    assert doc["test"]["MRR@100"] == pytest.approx(0.016446401610158406, rel=1e-12)
+    committed = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "ml-latest-small"
+                            / "mostpop-metrics.json").read_text())
+    assert doc["test"] == pytest.approx(committed["test"], rel=1e-12)
+    assert doc["valid"] == pytest.approx(committed["valid"], rel=1e-12)
     for name in ("config.json", "items.csv", "users.csv", "sequences.npz", "data.json"):
         assert (out / name).exists(), name
     printed = capsys.readouterr().out
@@ -96,6 +111,7 @@ def test_cli_train_writes_run_directory(tmp_path, capsys):
     ("amazon-beauty", (22363, 12101, 198502)),
     ("ml-latest-small", (610, 9724, 100836)),
 ])
+@pytest.mark.slow
 def test_cli_describe_prints_published_counts(name, counts, capsys):
     from conftest import shared_dataset
 
@@ -112,3 +128,53 @@ def test_cli_describe_reports_bad_rows_with_file_and_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "log.csv" in err and "line 3" in err and "1,20" in err
+
+
+def scripted_validation(monkeypatch, values):
+    """Trainer.evaluate("valid") during training returns NDCG@10 = ``values`` in turn (every other metric of
+    the real evaluation kept); after the script, the real evaluation. Returns the list of epochs' calls."""
+    real = Trainer.evaluate
+    script = list(values)
+    calls = []
+
+    def evaluate(self, which, progress=False):
+        result = real(self, which, progress)
+        if which == "valid" and script:
+            calls.append(script[0])
+            result.means = {**result.means, "NDCG@10": script.pop(0)}
+        return result
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    return calls
+
+
+def test_early_stopping_fires_and_restores_the_best_epoch(monkeypatch, tmp_path):
+    """Validation NDCG@10 0.1, 0.3, 0.2, 0.25 with patience 2: training stops after epoch 4 of 10 and the
+    model returned (and model.pt) holds epoch 2's weights, those of a run that stopped at epoch 2."""
+    overrides = ["train.seed=5", "train.patience=2", "train.monitor=NDCG@10"]
+    calls = scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.25])
+    (tmp_path / "run").mkdir()
+    _, stopped = fit(overrides + ["train.epochs=10"], run_dir=tmp_path / "run")
+    assert calls == [0.1, 0.3, 0.2, 0.25]
+    assert len(stopped.history) == 4 and stopped.best_epoch == 2
+    assert [h["valid"]["NDCG@10"] for h in stopped.history] == [0.1, 0.3, 0.2, 0.25]
+    monkeypatch.undo()
+    _, two = fit(overrides + ["train.epochs=2"])
+    for k, v in two.model.state_dict().items():
+        assert torch.equal(v, stopped.model.state_dict()[k]), k
+        assert torch.equal(v, load_torch(tmp_path / "run" / "model.pt")[k]), k
+    assert stopped.test.means == two.test.means
+
+
+@pytest.mark.slow
+def test_eval_every_validates_every_nth_epoch_and_the_last(monkeypatch):
+    """eval_every 2 over 5 epochs: validation after epochs 2, 4 and 5 only; patience counts validations (the
+    script 0.3, 0.2, 0.1 with patience 2 stops at the third validation, epoch 5, best epoch 2)."""
+    calls = scripted_validation(monkeypatch, [0.3, 0.2, 0.1])
+    _, result = fit(["train.seed=5", "train.epochs=5", "train.eval_every=2", "train.patience=2"])
+    assert calls == [0.3, 0.2, 0.1]
+    assert [("valid" in h) for h in result.history] == [False, True, False, True, True]
+    assert result.best_epoch == 2
+    calls = scripted_validation(monkeypatch, [0.1, 0.2, 0.3])
+    _, result = fit(["train.seed=5", "train.epochs=4", "train.eval_every=3", "train.patience=5"])
+    assert [("valid" in h) for h in result.history] == [False, False, True, True] and result.best_epoch == 4

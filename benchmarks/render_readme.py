@@ -1,0 +1,153 @@
+"""Regenerate the results tables of README.md and benchmarks/baselines.md from the committed results files.
+
+Every table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in those files and is produced here
+from files under benchmarks/ (nothing is copied by hand). Means ± the sample standard deviation (ddof 1)
+over seeds, in %, two decimals; the best mean of each metric column in bold.
+
+    python benchmarks/render_readme.py            # rewrite the tables in place
+    python benchmarks/render_readme.py --check    # exit 1 and print a diff when a file is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+#: The documents whose tables are generated.
+DOCUMENTS = (ROOT / "README.md", BENCH / "baselines.md")
+MARKER = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+#: The SINE paper's Table 1 (ML-1M): SINE and SASRec, in %.
+PAPER_SINE = {"HR@10": 16.34, "NDCG@10": 7.06, "HR@50": 45.79, "NDCG@50": 13.50}
+PAPER_SASREC = {"HR@10": 17.34, "NDCG@10": 7.84, "HR@50": 46.01, "NDCG@50": 13.53}
+#: HR@10 on ML-1M in the SINE paper's Table 1, for the baselines it reports.
+PAPER_HR10 = {"gru4rec": 14.61, "sasrec": 17.34, "sine": 16.34, "caser": 15.44, "mind": 15.62}
+FOUR = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
+
+
+def load(relative: str) -> dict[str, Any]:
+    return json.loads((BENCH / relative).read_text())
+
+
+def row(cells: list[str]) -> str:
+    return ("| " + " | ".join(cells) + " |").replace("|  |", "| |")
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def cell(mean: float, sd: float | None, bold: bool = False) -> str:
+    text = f"{mean:.2f}"
+    text = f"**{text}**" if bold else text
+    return text if sd is None else f"{text} ± {sd:.2f}"
+
+
+def sine_ml1m() -> str:
+    """The headline table: the paper's rows, SINE's two variants (benchmarks/sine-ml1m), SINE scored with the
+    history ranked and MostPop (benchmarks/baselines-ml1m-loo)."""
+    doc = load("sine-ml1m/results.json")
+    history = load("baselines-ml1m-loo/history.json")["summary"]["sine"]["included"]
+    mostpop = load("baselines-ml1m-loo/results.json")["summary"]["mostpop"]["test"]
+    lines = [row(["", *FOUR]), "|---|---|---|---|---|",
+             row(["SINE in the paper (Table 1)", *(f"{PAPER_SINE[m]:.2f}" for m in FOUR)]),
+             row(["SASRec in the paper (Table 1)", *(f"{PAPER_SASREC[m]:.2f}" for m in FOUR)])]
+    labels = {"paper": 'sinerec SINE, `variant = "paper"` (default)',
+              "official": 'sinerec SINE, `variant = "official"`'}
+    stats = {v: {m: mean_sd([100 * r["test"][m] for r in doc["rows"] if r["variant"] == v]) for m in FOUR}
+             for v in labels}
+    best = {m: max(stats[v][m][0] for v in labels) for m in FOUR}
+    for v, label in labels.items():
+        lines.append(row([label, *(cell(*stats[v][m], bold=stats[v][m][0] == best[m]) for m in FOUR)]))
+    lines.append(row(["sinerec SINE, history items ranked as in the official code (batch 128)¹",
+                      *(cell(100 * history[m]["mean"], 100 * history[m]["std"]) for m in FOUR)]))
+    lines.append(row(["MostPop (same split)", *(cell(100 * mostpop[m]["mean"], None) for m in FOUR)]))
+    return "\n".join(lines)
+
+
+def baselines(folder: str, metrics: tuple[str, ...], paper: bool = False) -> Callable[[], str]:
+    """A benchmark's table: one row per model in its ranking, ``metrics`` as mean ± sd, the paper's HR@10
+    (``paper``), the sort metric relative to SINE and the mean training time per run."""
+    def render() -> str:
+        from sinerec.benchmark.report import format_seconds
+
+        doc = load(f"{folder}/results.json")
+        summary, sort_by = doc["summary"], doc["sort_by"]
+        relative = doc["versus"]["relative"]
+        best = {m: max(summary[n]["test"][m]["mean"] for n in doc["ranking"]) for m in metrics}
+        head = ["model", *metrics, *(["paper HR@10"] if paper else []), f"{sort_by} vs SINE", "train time / run"]
+        lines = [row(head), "|---|" + "---:|" * (len(head) - 1)]
+        for name in doc["ranking"]:
+            s = summary[name]
+            cells = [name, *(cell(100 * s["test"][m]["mean"], 100 * s["test"][m]["std"],
+                                  bold=s["test"][m]["mean"] == best[m]) for m in metrics)]
+            if paper:
+                cells.append(f"{PAPER_HR10[name]:.2f}" if name in PAPER_HR10 else "-")
+            rel = relative.get(name, {}).get(sort_by)
+            cells.append("-" if rel is None else f"{100 * rel:+.1f}%")
+            trained = s["epochs"] and s["epochs"]["mean"]
+            cells.append(format_seconds(s["train_seconds"]["mean"]) if trained else "-")
+            lines.append(row(cells))
+        return "\n".join(lines)
+    return render
+
+
+def mostpop_mls() -> str:
+    """MostPop on the built-in ml-latest-small (benchmarks/ml-latest-small/mostpop-metrics.json)."""
+    test = load("ml-latest-small/mostpop-metrics.json")["test"]
+    return "\n".join([row(["", *FOUR]), "|---|---|---|---|---|",
+                      row(["`sinerec train --model mostpop`", *(cell(100 * test[m], None) for m in FOUR)])])
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "sine-ml1m": sine_ml1m,
+    "baselines-ml1m-loo": baselines("baselines-ml1m-loo", FOUR, paper=True),
+    "baselines-beauty-loo": baselines("baselines-beauty-loo", FOUR),
+    "baselines-beauty-comirec": baselines("baselines-beauty-comirec",
+                                          ("Recall@20", "NDCG@20", "Recall@50", "NDCG@50", "HR@50")),
+    "mostpop-ml-latest-small": mostpop_mls,
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every marked table regenerated; an unknown table name is an error."""
+    def replace(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"unknown table marker {name!r} (known: {', '.join(TABLES)})")
+        return f"{match[1]}{TABLES[name]()}\n{match[4]}"
+    return MARKER.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="*", type=Path, default=list(DOCUMENTS), help="documents (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 with a diff when out of date")
+    args = p.parse_args(argv)
+    stale = 0
+    for path in args.files:
+        old = path.read_text()
+        new = render(old)
+        if old == new:
+            continue
+        stale += 1
+        if args.check:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                       str(path), "generated"))
+        else:
+            path.write_text(new)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Smoke tests of the scripts under benchmarks/: each answers --help, and the cheap ones run for real on tiny
+inputs (rescore_history on a tiny benchmark, explain_nmi on a tiny SINE run, reproduce_sine_ml1m's summary)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import train_run
+
+from sinerec.data.preprocess import preprocess
+from sinerec.data.synthetic import planted_concepts
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
+
+
+def run_script(name: str, *args: str, monkeypatch) -> int:
+    """Run benchmarks/NAME as ``python NAME ARGS`` in this process; its exit code (0 when it returns)."""
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / name), *args])
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    try:
+        runpy.run_path(str(BENCHMARKS / name), run_name="__main__")
+    except SystemExit as stop:
+        return 0 if stop.code is None else int(stop.code) if isinstance(stop.code, int) else 1
+    return 0
+
+
+def test_every_script_is_covered():
+    assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "render_readme.py", "reproduce_sine_ml1m.py",
+                       "rescore_history.py", "scaling.py", "serve_load.py"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_answers_help(name, monkeypatch, capsys):
+    assert run_script(name, "--help", monkeypatch=monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--help" in out
+
+
+def test_reproduce_summary_uses_the_sample_standard_deviation(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import reproduce_sine_ml1m as script
+
+    rows = [{"variant": "paper", "test": {m: v for m in script.REPORTED}, "valid": {m: v for m in script.REPORTED},
+             "epochs": 2, "best_epoch": 2, "seconds": 10.0, "seconds_per_epoch": 5.0, "examples_per_second": 100.0}
+            for v in (0.1, 0.2, 0.3)]
+    summary = script.summarise_rows(rows, ["paper"])["paper"]
+    mean, sd = summary["test HR@10"]
+    assert mean == pytest.approx(20.0) and sd == pytest.approx(10.0)  # sample sd of 10, 20, 30 (population: 8.16)
+    assert summary["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_rescore_history_on_a_tiny_benchmark(tmp_path, monkeypatch, capsys):
+    from sinerec.benchmark import run_benchmark
+    from sinerec.config import ProtocolConfig
+    from sinerec.data.splits import make_split
+    from sinerec.pipeline import Prepared
+
+    data = preprocess(planted_concepts(n_users=60, n_items=30, n_concepts=3, length=10, seed=1))
+    prepared = Prepared(data, make_split(data, ProtocolConfig()), 0.0)
+    run_benchmark(["mostpop"], out_dir=tmp_path / "bench", seeds=[0, 1], prepared=prepared, isolate=False,
+                  overrides=["data.max_len=5", "train.threads=1"], log=lambda line: None)
+    out = tmp_path / "history.json"
+    assert run_script("rescore_history.py", str(tmp_path / "bench"), "--out", str(out), monkeypatch=monkeypatch) == 0
+    doc = json.loads(out.read_text())["summary"]["mostpop"]
+    bench = json.loads((tmp_path / "bench" / "results.json").read_text())["summary"]["mostpop"]["test"]
+    assert doc["excluded"]["n_seeds"] == 2
+    # excluded is the benchmark's own (loo) scoring: the same numbers
+    assert doc["excluded"]["HR@10"]["mean"] == pytest.approx(bench["HR@10"]["mean"], rel=1e-12)
+    assert set(doc["included"]) == {"HR@10", "NDCG@10", "HR@50", "NDCG@50", "n_seeds"}
+    assert doc["included"]["n_seeds"] == 2
+    assert doc["included"]["HR@10"]["std"] == 0.0  # MostPop: the seeds give the same weights
+
+
+@pytest.mark.slow
+def test_explain_nmi_on_a_tiny_sine_run(tmp_path, monkeypatch, capsys):
+    log = planted_concepts(n_users=40, n_items=30, n_concepts=5, length=9, seed=2)
+    run_dir = train_run(tmp_path / "run", ["data.max_len=6", "model_params.dim=12", "model_params.num_concepts=7",
+                                           "model_params.num_interests=3"], log)
+    out = tmp_path / "nmi.json"
+    assert run_script("explain_nmi.py", "--run", f"toy={run_dir}", "--repeats", "3", "--out", str(out),
+                      monkeypatch=monkeypatch) == 0
+    result = json.loads(out.read_text())["results"]["toy"]
+    assert result["dataset"]["n_items"] == 30 and 1 <= result["concepts_ever_activated"] <= 7
+    assert "| toy |" in capsys.readouterr().out
