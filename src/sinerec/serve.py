@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from sinerec.errors import SinerecError
 from sinerec.ids import plain_id
 from sinerec.recommend import (
     Recommendation,
@@ -47,7 +48,7 @@ from sinerec.retrieval import IndexSettings, ItemIndex
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "create_app_from_env", "serve"]
 
 log = logging.getLogger("sinerec.serve")
 
@@ -326,33 +327,53 @@ def _version() -> str:
     return __version__
 
 
+def create_app_from_env() -> FastAPI:
+    """The app factory of ``uvicorn --factory sinerec.serve:create_app_from_env`` (and gunicorn's uvicorn
+    workers): each worker loads the run and index named by ``SINEREC_*`` environment variables
+    (:mod:`sinerec.deploy`) and serves them with ``/metrics`` and the optional access log."""
+    from sinerec.deploy import build_service, settings_from_env
+
+    return build_service(settings_from_env(os.environ))
+
+
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_path: str | Path | None = None,
           settings: IndexSettings | None = None, nprobe: int | None = None, ef_search: int | None = None,
-          threads: int = 1, log_level: str = "warning", **app_options: Any) -> None:
+          threads: int = 1, log_level: str = "warning", workers: int = 1, metrics: bool = True,
+          access_log: bool = False, **app_options: Any) -> None:
     """Load the run and the index (``index_path``, or built from ``settings``), then serve until stopped.
 
     ``threads`` is the intra-op thread count of torch and Faiss per request: requests already run in
-    parallel, and a single history's model call is too small to gain from more threads.
+    parallel, and a single history's model call is too small to gain from more threads. ``workers`` > 1
+    starts that many processes through the app factory (:func:`create_app_from_env`), each loading the run
+    (a saved torch or flat ``index_path`` is memory-mapped and shared); their ``/metrics`` is summed over the
+    workers (prometheus_client's multiprocess mode, in a temporary folder unless
+    ``PROMETHEUS_MULTIPROC_DIR`` is set). ``app_options`` are :func:`create_app`'s limits.
     """
-    import torch
+    import tempfile
+
     import uvicorn
 
-    from sinerec.retrieval import build_index, faiss_available, load_index, vectors_fingerprint
-    from sinerec.runs import load_run
+    from sinerec.deploy import ServiceSettings, build_service, check_service, settings_from_env, settings_to_env
 
-    torch.set_num_threads(max(1, threads))
-    if faiss_available():
-        import faiss
-
-        faiss.omp_set_num_threads(max(1, threads))
-    run = load_run(run_dir)
-    vectors = run.model.item_embeddings().detach().float()
-    if index_path is not None:
-        index = load_index(index_path, expected_fingerprint=vectors_fingerprint(vectors), nprobe=nprobe,
-                           ef_search=ef_search)
-    else:
-        index = build_index(vectors, settings or IndexSettings()).with_search_settings(nprobe, ef_search)
-    app = create_app(run, index, **app_options)
-    print(f"sinerec: serving {run.config.model} ({run.data.name}, {len(run.data.item_ids) - 1:,} items, index "
-          f"{index.settings.describe()}) on http://{host}:{port} (API docs: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    if workers < 1:
+        raise SinerecError(f"workers: must be >= 1, got {workers}")
+    service = ServiceSettings(Path(run_dir), Path(index_path) if index_path is not None else None,
+                              settings or IndexSettings(), nprobe, ef_search, threads, metrics, access_log,
+                              dict(app_options))
+    where = f"http://{host}:{port} (API docs: /docs{', metrics: /metrics' if metrics else ''})"
+    if workers == 1:
+        app = build_service(service)
+        run, index = app.state.run, app.state.recommender.index
+        print(f"sinerec: serving {run.config.model} ({run.data.name}, {len(run.data.item_ids) - 1:,} items, index "
+              f"{index.settings.describe()}) on {where}", flush=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        return
+    check_service(service)
+    env = settings_to_env(service)
+    settings_from_env(env)  # what the workers will read, checked once here
+    os.environ.update(env)  # the workers are started with this environment
+    if metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sinerec-metrics-")
+    print(f"sinerec: serving {run_dir} with {workers} workers on {where}", flush=True)
+    uvicorn.run("sinerec.serve:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, access_log=False)

@@ -43,6 +43,13 @@ def register(sub: Any) -> None:
     p.add_argument("--max-k", type=int, default=1000, help="largest accepted k (default 1000)")
     p.add_argument("--max-batch", type=int, default=256, help="most requests per batch call (default 256)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (default 1); > 1 runs the app factory sinerec.serve:create_app_from_env "
+                        "in each, sharing a saved --index torch/flat memory-mapped")
+    p.add_argument("--no-metrics", dest="metrics", action="store_false",
+                   help="do not serve Prometheus metrics at /metrics (served by default)")
+    p.add_argument("--access-log", action="store_true",
+                   help="log one line per request (method, path, status, ms) on the sinerec.access logger")
     add_index_args(p)
     p.set_defaults(handler=cmd_serve)
 
@@ -112,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(args.run, host=args.host, port=args.port, index_path=args.index, settings=index_settings(args),
           nprobe=args.nprobe, ef_search=args.ef_search, threads=args.threads, log_level=args.log_level,
           max_body_bytes=args.max_body_bytes, max_history=args.max_history, max_k=args.max_k,
-          max_batch=args.max_batch, max_concurrency=args.max_concurrency)
+          max_batch=args.max_batch, max_concurrency=args.max_concurrency, workers=args.workers,
+          metrics=args.metrics, access_log=args.access_log)
     return 0
 
 
