@@ -25,6 +25,7 @@ with warnings.catch_warnings():  # recent Starlette deprecates its httpx-based T
 
 from conftest import free_port, train_run  # noqa: E402
 
+from sinerec.cli import main  # noqa: E402
 from sinerec.data.synthetic import planted_concepts  # noqa: E402
 from sinerec.deploy import ServiceSettings, build_service, settings_from_env, settings_to_env  # noqa: E402
 from sinerec.errors import SinerecError  # noqa: E402
@@ -95,17 +96,20 @@ def test_serve_with_workers_hands_the_factory_its_settings(run_dir, index_dir, m
     for key in [k for k in os.environ if k.startswith("SINEREC_") or k == "PROMETHEUS_MULTIPROC_DIR"]:
         monkeypatch.delenv(key)
     monkeypatch.setattr(os, "environ", dict(os.environ))  # serve() writes the workers' environment here
-    serve(run_dir, port=8123, index_path=index_dir, workers=3, max_k=40)
+    assert main(["serve", "--run", str(run_dir), "--port", "8123", "--index", str(index_dir), "--workers", "3",
+                 "--max-k", "40", "--access-log", "--no-metrics"]) == 0
     (app, kw), = calls
     assert app == "sinerec.serve:create_app_from_env"
     assert (kw["factory"], kw["workers"], kw["port"]) == (True, 3, 8123)
-    read = settings_from_env(os.environ)
-    assert (read.run, read.index, read.app_options["max_k"]) == (run_dir, index_dir, 40)
+    read = settings_from_env(os.environ)  # what each worker reads: the command line's settings
+    assert (read.run, read.index, read.metrics, read.access_log) == (run_dir, index_dir, False, True)
+    assert (read.app_options["max_k"], read.app_options["max_concurrency"]) == (40, None)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # no metrics, no folder for them
+    serve(run_dir, index_path=index_dir, workers=2)
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     assert metrics_dir.is_dir() and metrics_dir.name.startswith("sinerec-metrics-")  # summed over workers there
     metrics_dir.rmdir()
-    with pytest.raises(SinerecError, match="not a sinerec run directory"):
-        serve(tmp_path, workers=2)
+    assert main(["serve", "--run", str(tmp_path), "--workers", "2"]) == 2  # checked before workers start
 
 
 # --- /metrics and the access log -----------------------------------------------------------------------

@@ -105,6 +105,8 @@ def _value(name: str, text: str, default: Any) -> Any:
         value = json.loads(text)
     except ValueError:
         value = text
+    if value is None and default is None:  # ``null``: the option's "not set", as serve() writes it
+        return None
     if isinstance(default, int) or name in SEARCH_TIME or name in ("max_concurrency",):
         if isinstance(value, bool) or not isinstance(value, int):
             raise SinerecError(f"{key}: expected an integer, got {text!r}")
