@@ -29,7 +29,7 @@ from sinerec.cli import main  # noqa: E402
 from sinerec.data.synthetic import planted_concepts  # noqa: E402
 from sinerec.deploy import ServiceSettings, build_service, settings_from_env, settings_to_env  # noqa: E402
 from sinerec.errors import SinerecError  # noqa: E402
-from sinerec.retrieval import IndexSettings, build_index  # noqa: E402
+from sinerec.retrieval import IndexSettings, build_index, load_index  # noqa: E402
 from sinerec.runs import load_run  # noqa: E402
 from sinerec.serve import create_app  # noqa: E402
 from sinerec.telemetry import instrument  # noqa: E402
@@ -110,6 +110,31 @@ def test_serve_with_workers_hands_the_factory_its_settings(run_dir, index_dir, m
     assert metrics_dir.is_dir() and metrics_dir.name.startswith("sinerec-metrics-")  # summed over workers there
     metrics_dir.rmdir()
     assert main(["serve", "--run", str(tmp_path), "--workers", "2"]) == 2  # checked before workers start
+
+
+def mapped_rss_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+            inside = line.endswith(str(path))
+        elif inside and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads the memory maps of Linux /proc")
+def test_a_worker_reads_its_mapped_index_before_serving(run_dir, index_dir):
+    from sinerec.deploy import load_service
+
+    vectors = (index_dir / "vectors.npy").resolve()
+    index = load_index(index_dir)
+    assert mapped_rss_kib(vectors) == 0  # mapped, not yet read: a worker without traffic would hold nothing
+    del index
+    _, served = load_service(ServiceSettings(run_dir, index_dir))
+    # The vectors ((60 + 1) x 16 float32 after a 128-byte header: one 4 KiB page) are resident before any request.
+    assert mapped_rss_kib(vectors) == 4 and served.num_items == 60
 
 
 # --- /metrics and the access log -----------------------------------------------------------------------

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from sinerec.errors import SinerecError
 from sinerec.retrieval import IndexSettings
 
@@ -192,6 +194,9 @@ def load_service(settings: ServiceSettings) -> tuple[LoadedRun, ItemIndex]:
     else:
         index = build_index(vectors, settings.index_settings).with_search_settings(settings.nprobe,
                                                                                    settings.ef_search)
+    # One search before the first request: the index's pages are read now (a memory-mapped index is then in
+    # the shared page cache, whichever worker gets traffic first) and /health answers only when warm.
+    index.search(np.zeros((1, index.dim), np.float32), 1)
     return run, index
 
 
