@@ -80,6 +80,11 @@ def test_environment_defaults_and_errors_name_the_variable(tmp_path):
         settings_from_env({})
     with pytest.raises(SinerecError, match="SINEREC_MAX_K: expected an integer, got 'ten'"):
         settings_from_env({"SINEREC_RUN": "r", "SINEREC_MAX_K": "ten"})
+    for variable in ("SINEREC_MAX_CONCURRENCY", "SINEREC_NPROBE", "SINEREC_NLIST", "SINEREC_THREADS"):
+        with pytest.raises(SinerecError, match=f"{variable}: expected an integer, got '2.5'"):
+            settings_from_env({"SINEREC_RUN": "r", variable: "2.5"})
+    assert settings_from_env({"SINEREC_RUN": "r", "SINEREC_MAX_CONCURRENCY": "null"}).app_options[
+        "max_concurrency"] is None
     with pytest.raises(SinerecError, match="SINEREC_METRICS: expected 1/0"):
         settings_from_env({"SINEREC_RUN": "r", "SINEREC_METRICS": "maybe"})
     with pytest.raises(SinerecError, match="index.backend"):

@@ -93,8 +93,19 @@ def app_options() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _value(name: str, text: str, default: Any) -> Any:
-    """The variable's value, of the default's type where the default has one (bool, int)."""
+def _integer_options() -> set[str]:
+    """Settings whose values are integers: the int IndexSettings fields, the threads and every
+    ``create_app`` keyword annotated ``int`` or ``int | None`` (read from the signature, so that a new
+    limit is checked without being listed here)."""
+    from sinerec.serve import create_app
+
+    params = inspect.signature(create_app).parameters.values()
+    annotated = {p.name for p in params if "int" in str(p.annotation).replace(" ", "").split("|")}
+    return annotated | {f.name for f in fields(IndexSettings) if f.name != "backend"} | {"threads"}
+
+
+def _value(name: str, text: str, default: Any, integers: set[str]) -> Any:
+    """The variable's value: 1/0 for a bool default, an integer for ``integers``, else JSON or the text."""
     key = PREFIX + name.upper()
     if isinstance(default, bool):
         lowered = text.strip().lower()
@@ -109,9 +120,8 @@ def _value(name: str, text: str, default: Any) -> Any:
         value = text
     if value is None and default is None:  # ``null``: the option's "not set", as serve() writes it
         return None
-    if isinstance(default, int) or name in SEARCH_TIME or name in ("max_concurrency",):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SinerecError(f"{key}: expected an integer, got {text!r}")
+    if name in integers and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SinerecError(f"{key}: expected an integer, got {text!r}")
     return value
 
 
@@ -120,9 +130,11 @@ def settings_from_env(environ: Mapping[str, str]) -> ServiceSettings:
 
     Raises SinerecError naming the variable and its value when one is missing or malformed.
     """
+    integers = _integer_options()
+
     def get(name: str, default: Any) -> Any:
         text = environ.get(PREFIX + name.upper())
-        return default if text is None or text == "" else _value(name, text, default)
+        return default if text is None or text == "" else _value(name, text, default, integers)
 
     run = environ.get(PREFIX + "RUN")
     if not run:
