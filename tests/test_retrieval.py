@@ -3,6 +3,7 @@ the approximate ones configured to be exact (their ``exact_settings``: IVF visit
 candidate list larger than the catalogue). Only backends that need Faiss skip without it."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,27 @@ def test_load_recomputes_the_fingerprint_from_the_stored_vectors(settings, vecto
     header_path.write_text(json.dumps(header))
     with pytest.raises(SinerecError, match="claims fingerprint .* but the stored vectors have"):
         load_index(tmp_path / "other", expected_fingerprint=vectors_fingerprint(items))
+
+
+def mapped_files() -> set[str]:
+    """Paths of the files this process has memory-mapped (Linux /proc/self/maps)."""
+    lines = Path("/proc/self/maps").read_text().splitlines()
+    return {line.split(None, 5)[5] for line in lines if len(line.split(None, 5)) == 6}
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the memory maps of Linux /proc")
+@pytest.mark.parametrize("backend, payload", [("torch", "vectors.npy"),
+                                              pytest.param("flat", "index.faiss", marks=[needs_faiss])])
+def test_saved_exact_index_is_memory_mapped_so_workers_share_it(backend, payload, vectors, tmp_path):
+    items, queries, _ = vectors
+    folder = build_index(items, IndexSettings(backend)).save(tmp_path / "index")
+    assert str(folder / payload) not in mapped_files()
+    loaded = load_index(folder)
+    assert str((folder / payload).resolve()) in mapped_files()  # its pages are the file's, not a private copy
+    ids, scores = loaded.search(queries, 10, [[3]] * B)
+    want_ids, want_scores = build_index(items, IndexSettings(backend)).search(queries, 10, [[3]] * B)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
 
 
 @pytest.mark.parametrize("backend", [pytest.param(name, marks=[needs_faiss] if spec.needs_faiss else [])

@@ -45,7 +45,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sinerec.errors import ConfigError
+from sinerec.errors import ConfigError, SinerecError
 from sinerec.ids import plain_id, show_id
 from sinerec.recommend import (
     Recommendation,
@@ -61,7 +61,7 @@ from sinerec.serve_guard import BodyLimit, TrustedHosts, is_loopback, trusted_ho
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun
 
-__all__ = ["ApiLimits", "create_app", "request_models", "serve"]
+__all__ = ["ApiLimits", "create_app", "create_app_from_env", "request_models", "serve"]
 
 log = logging.getLogger("sinerec.serve")
 
@@ -335,42 +335,68 @@ def _version() -> str:
     return __version__
 
 
+def create_app_from_env() -> FastAPI:
+    """The app factory of ``uvicorn --factory sinerec.serve:create_app_from_env`` (and gunicorn's uvicorn
+    workers): each worker loads the run and index named by ``SINEREC_*`` environment variables
+    (:mod:`sinerec.deploy`) and serves them with ``/metrics`` and the optional access log."""
+    import dataclasses
+
+    from sinerec.deploy import PREFIX, build_service, settings_from_env
+
+    settings = settings_from_env(os.environ)
+    options = dict(settings.app_options)
+    if PREFIX + "ALLOWED_HOSTS" not in os.environ:  # a factory does not know its bind address: loopback only
+        options["allowed_hosts"] = trusted_hosts("127.0.0.1")
+    if PREFIX + "EXPOSE_USERS" not in os.environ:  # training users' histories only when asked for
+        options["expose_users"] = False
+    return build_service(dataclasses.replace(settings, app_options=options))
+
+
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, index_path: str | Path | None = None,
           settings: IndexSettings | None = None, nprobe: int | None = None, ef_search: int | None = None,
           threads: int = 1, log_level: str = "warning", allowed_hosts: list[str] | None = None,
           expose_users: bool | None = None, read_timeout: float = 10.0, keep_alive: int = 5,
-          max_connections: int = 256, **app_options: Any) -> None:
+          max_connections: int = 256, workers: int = 1, metrics: bool = True, access_log: bool = False,
+          **app_options: Any) -> None:
     """Load the run and the index (``index_path``, or built from ``settings``), then serve until stopped.
 
     ``threads`` is the intra-op thread count of torch and Faiss per request: requests already run in
     parallel, and a single history's model call is too small to gain from more threads. Requests must carry
     a Host of :func:`sinerec.serve_guard.trusted_hosts` (``host`` and ``allowed_hosts``); ``expose_users``
     (default: only when ``host`` is a loopback address) turns on the explorer's user routes. The connection
-    limits are :class:`sinerec.serve_server.ServerLimits`'.
+    limits are :class:`sinerec.serve_server.ServerLimits`'. ``workers`` > 1 starts that many processes
+    through the app factory (:func:`create_app_from_env`), each loading the run (a saved torch or flat
+    ``index_path`` is memory-mapped and shared); their ``/metrics`` is summed over the workers
+    (prometheus_client's multiprocess mode, in a temporary folder unless ``PROMETHEUS_MULTIPROC_DIR`` is
+    set). ``app_options`` are :func:`create_app`'s limits.
     """
-    import torch
+    import tempfile
 
-    from sinerec.retrieval import build_index, faiss_available, load_index, vectors_fingerprint
-    from sinerec.runs import load_run
-    from sinerec.serve_server import ServerLimits, run_server, server_config
+    from sinerec.deploy import ServiceSettings, build_service, check_service, settings_from_env, settings_to_env
+    from sinerec.serve_server import ServerLimits, run_server, run_workers, server_config
 
     limits = ServerLimits(read_timeout, keep_alive, max_connections)  # checked before the run is loaded
-    torch.set_num_threads(max(1, threads))
-    if faiss_available():
-        import faiss
-
-        faiss.omp_set_num_threads(max(1, threads))
-    run = load_run(run_dir)
-    vectors = run.model.item_embeddings().detach().float()
-    if index_path is not None:
-        index = load_index(index_path, expected_fingerprint=vectors_fingerprint(vectors), nprobe=nprobe,
-                           ef_search=ef_search)
-    else:
-        index = build_index(vectors, settings or IndexSettings()).with_search_settings(nprobe, ef_search)
+    if workers < 1:
+        raise SinerecError(f"workers: must be >= 1, got {workers}")
     users = is_loopback(host) if expose_users is None else expose_users
-    app = create_app(run, index, allowed_hosts=trusted_hosts(host, allowed_hosts or ()), expose_users=users,
-                     **app_options)
-    banner = (f"sinerec: serving {run.config.model} ({run.data.name}, {len(run.data.item_ids) - 1:,} items, index "
-              f"{index.settings.describe()}) on http://{host}:{port} (API docs: /docs; user histories "
-              f"{'served' if users else 'not served'})")
-    run_server(server_config(app, host, port, limits, log_level=log_level, access_log=False), banner)
+    options = {**app_options, "allowed_hosts": trusted_hosts(host, allowed_hosts or ()), "expose_users": users}
+    service = ServiceSettings(Path(run_dir), Path(index_path) if index_path is not None else None,
+                              settings or IndexSettings(), nprobe, ef_search, threads, metrics, access_log, options)
+    where = (f"http://{host}:{port} (API docs: /docs{'; metrics: /metrics' if metrics else ''}; user histories "
+             f"{'served' if users else 'not served'})")
+    if workers == 1:
+        app = build_service(service)
+        run, index = app.state.run, app.state.recommender.index
+        banner = (f"sinerec: serving {run.config.model} ({run.data.name}, {len(run.data.item_ids) - 1:,} items, "
+                  f"index {index.settings.describe()}) on {where}")
+        run_server(server_config(app, host, port, limits, log_level=log_level, access_log=False), banner)
+        return
+    check_service(service)
+    env = settings_to_env(service)
+    settings_from_env(env)  # what the workers will read, checked once here
+    os.environ.update(env)  # the workers are started with this environment
+    if metrics and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sinerec-metrics-")
+    config = server_config("sinerec.serve:create_app_from_env", host, port, limits, factory=True, workers=workers,
+                           log_level=log_level, access_log=False)
+    run_workers(config, f"sinerec: serving {run_dir} with {workers} workers on {where}")

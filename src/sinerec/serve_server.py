@@ -28,7 +28,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sinerec.errors import ConfigError
 
-__all__ = ["AnnouncingServer", "ReadTimeoutH11Protocol", "ServerLimits", "run_server", "server_config"]
+__all__ = ["AnnouncingServer", "ReadTimeoutH11Protocol", "ServerLimits", "run_server", "run_workers",
+           "server_config"]
 
 MAX_HEAD_BYTES = 16 * 1024
 
@@ -117,3 +118,14 @@ def server_config(app: Any, host: str, port: int, limits: ServerLimits | None = 
 def run_server(config: uvicorn.Config, banner: str) -> None:
     """Serve until stopped; ``banner`` is printed once the socket is bound."""
     AnnouncingServer(config, banner).run()
+
+
+def run_workers(config: uvicorn.Config, banner: str) -> None:
+    """Serve ``config`` (an app factory's import string with ``workers`` > 1) from that many processes until
+    stopped: the socket is bound here, ``banner`` printed, then uvicorn's supervisor starts the workers, each
+    with this config (so with the read timeout of :class:`ReadTimeoutH11Protocol`)."""
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    print(banner, flush=True)
+    Multiprocess(config, sockets=[sock]).run()

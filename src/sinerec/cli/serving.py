@@ -78,6 +78,14 @@ def register(sub: Any) -> None:
     g.add_argument("--expose-users", action=argparse.BooleanOptionalAction, default=None,
                    help="serve /api/users/... (training users' whole histories); default: on only when --host "
                         "is a loopback address")
+    g = p.add_argument_group("deployment")
+    g.add_argument("--workers", type=bounded_int(1), default=1,
+                   help="server processes (default 1); > 1 runs the app factory sinerec.serve:create_app_from_env "
+                        "in each, sharing a saved --index torch/flat memory-mapped")
+    g.add_argument("--no-metrics", dest="metrics", action="store_false",
+                   help="do not serve Prometheus metrics at /metrics (served by default)")
+    g.add_argument("--access-log", action="store_true",
+                   help="log one line per request (method, path, status, ms) on the sinerec.access logger")
     add_index_args(p)
     p.set_defaults(handler=cmd_serve)
 
@@ -150,7 +158,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
           allowed_hosts=args.allowed_host, expose_users=args.expose_users, read_timeout=args.read_timeout,
           keep_alive=args.keep_alive, max_connections=args.max_connections, explorer=args.explorer,
           max_body_bytes=args.max_body_bytes, max_history=args.max_history, max_k=args.max_k,
-          max_batch=args.max_batch, max_batch_k=args.max_batch_k, max_concurrency=args.max_concurrency)
+          max_batch=args.max_batch, max_batch_k=args.max_batch_k, max_concurrency=args.max_concurrency,
+          workers=args.workers, metrics=args.metrics, access_log=args.access_log)
     return 0
 
 

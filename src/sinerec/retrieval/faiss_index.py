@@ -126,5 +126,9 @@ def build_hnsw(item_vectors: np.ndarray, settings: IndexSettings, fingerprint: s
 
 
 def load_faiss(folder: Path, settings: IndexSettings, fingerprint: str) -> FaissIndex:
-    raw = require_faiss(settings.backend).read_index(str(folder / "index.faiss"))
+    faiss = require_faiss(settings.backend)
+    # A flat index's vectors are memory-mapped, read-only and shared: server workers loading the same file
+    # share one copy in memory (Faiss maps the codes of flat indexes only).
+    flags = faiss.IO_FLAG_MMAP_IFC if settings.backend == "flat" else 0
+    raw = faiss.read_index(str(folder / "index.faiss"), flags)
     return FaissIndex(raw, settings, raw.ntotal, fingerprint)

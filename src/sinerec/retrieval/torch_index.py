@@ -5,7 +5,9 @@ Every search is one call of :func:`sinerec.ranking.topk_items` with the history 
 in that same call, and :func:`sinerec.ranking.interest_behind` names the interest behind each item. The
 functions are looked up on the module at call time, so the evaluator and this index run the same objects.
 
-Saved payload: ``INDEX/vectors.npy``, the (M + 1, D) float32 item vectors.
+Saved payload: ``INDEX/vectors.npy``, the (M + 1, D) float32 item vectors. A saved index is loaded as a
+copy-on-write memory map of that file: the pages come from the OS page cache, so several server workers that
+load the same index share one copy in memory (a write, which no search makes, would copy only its page).
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ class TorchIndex(ItemIndex):
 
     @classmethod
     def load(cls, folder: Path, settings: IndexSettings, fingerprint: str) -> TorchIndex:
-        vectors = np.load(folder / "vectors.npy")
-        return cls(np.ascontiguousarray(vectors, dtype=np.float32), settings, fingerprint)
+        """Memory-map ``folder/vectors.npy`` (copy-on-write: writable for torch, yet never copied to private
+        memory unless written); a file that is not float32 C-order is converted, and so read into memory."""
+        vectors = np.load(folder / "vectors.npy", mmap_mode="c")
+        if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        return cls(vectors, settings, fingerprint)
 
     def _ranked(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         ids, scores = self._topk(queries, k, excluded)
