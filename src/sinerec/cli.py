@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(d)
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     d.add_argument("--json", action="store_true", help="print one JSON object")
+    d = dsub.add_parser("synth", help="write a Taobao-shaped CSV (user,item,category,behavior,timestamp) with "
+                        "planted concepts, and FILE.items.csv (item,concept,category)")
+    d.add_argument("--rows", type=int, required=True, help="number of events (lines)")
+    d.add_argument("--items", type=int, required=True, help="catalogue size (power-law popularity)")
+    d.add_argument("--users", type=int, required=True, help="number of users (several interests each)")
+    d.add_argument("--concepts", type=int, default=1000, help="planted concepts (default 1000)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", required=True, help="FILE.csv or FILE.csv.gz (written atomically)")
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
 
     p = sub.add_parser("datasets", help="list the named datasets, their sizes and licences")
     p.add_argument("--json", action="store_true")
@@ -276,6 +285,18 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from sinerec.data.synthfile import SynthSpec, write_taobao_csv
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"synth: {done:,} / {total:,} rows ({100 * done / total:.0f}%)", file=sys.stderr, flush=True)
+
+    spec = SynthSpec(rows=args.rows, items=args.items, users=args.users, concepts=args.concepts, seed=args.seed)
+    print(json.dumps(write_taobao_csv(spec, Path(args.out), progress=progress)))
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from sinerec.data.datasets import list_datasets
 
@@ -457,7 +478,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 #: (command, subcommand or None) -> handler
 _HANDLERS = {
-    ("train", None): cmd_train, ("data", "describe"): cmd_describe, ("datasets", None): cmd_datasets,
+    ("train", None): cmd_train, ("data", "describe"): cmd_describe, ("data", "synth"): cmd_synth,
+    ("datasets", None): cmd_datasets,
     ("explain", None): cmd_explain, ("export", None): cmd_export, ("recommend", None): cmd_recommend,
     ("serve", None): cmd_serve, ("index", "build"): cmd_index_build, ("benchmark", None): cmd_benchmark,
 }
