@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sinerec.data.frame import CATEGORY, ITEM
+from sinerec.data.frame import ITEM
 
 __all__ = [
     "align_items",
@@ -104,14 +104,15 @@ def items_frame(
 
 def first_category_items(items: pd.Series, categories: pd.Series) -> pd.DataFrame:
     """Items table from per-event categories: each item gets (its first seen category,)."""
-    frame = pd.DataFrame({ITEM: items.to_numpy(), CATEGORY: categories.to_numpy()}).drop_duplicates(ITEM)
-    cats = [(str(c),) for c in frame[CATEGORY]]
-    return items_frame(frame[ITEM].astype(items.dtype), categories=cats)
+    first = np.flatnonzero(~items.duplicated().to_numpy())  # a hash of the distinct items, not of every row
+    cats = [(str(c),) for c in categories.to_numpy()[first]]
+    return items_frame(pd.Series(items.to_numpy()[first], dtype=items.dtype), categories=cats)
 
 
 def events_frame(columns: dict[str, pd.Series]) -> pd.DataFrame:
-    """The events frame: the columns in the given order, with a fresh 0..n-1 index."""
-    return pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()})
+    """The events frame: the columns in the given order, with a fresh 0..n-1 index (the columns are not
+    copied: a column is as big as the log)."""
+    return pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()}, copy=False)
 
 
 def skipped_meta(skipped: list[int]) -> dict[str, object]:

@@ -100,7 +100,7 @@ class SequenceData:
         return {
             "name": self.name,
             "n_users": self.num_users,
-            "n_items": int(len(np.unique(self.items))) if len(self.items) else 0,
+            "n_items": int(np.count_nonzero(np.bincount(self.items))) if len(self.items) else 0,
             "n_interactions": self.num_interactions,
             "min_length": int(lengths.min()) if len(lengths) else 0,
             "median_length": float(np.median(lengths)) if len(lengths) else 0.0,
@@ -132,6 +132,13 @@ def _kcore(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int, i
             return keep
 
 
+def _factorize(ids: pd.Series) -> tuple[np.ndarray, Any]:
+    """Dense codes of ``ids`` in ascending order of the ids (int32 when they fit: half the memory) and the
+    distinct ids."""
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes.astype(np.int32 if len(uniques) < 2**31 else np.int64), uniques
+
+
 def preprocess(data: Interactions, config: PreprocessConfig | None = None) -> SequenceData:
     """Filter, order and remap an interaction log (see the module docstring for the exact order)."""
     config = config or PreprocessConfig()
@@ -144,13 +151,11 @@ def preprocess(data: Interactions, config: PreprocessConfig | None = None) -> Se
         steps["behaviors"] = list(config.behaviors)
 
     # Dense codes for the original ids (sort=True: ascending original ids, used for the final remap too).
-    user_codes, user_uniques = pd.factorize(ev[USER], sort=True)
-    item_codes, item_uniques = pd.factorize(ev[ITEM], sort=True)
-    user_codes = user_codes.astype(np.int64)
-    item_codes = item_codes.astype(np.int64)
-    row = np.arange(len(ev), dtype=np.int64)
+    user_codes, user_uniques = _factorize(ev[USER])
+    item_codes, item_uniques = _factorize(ev[ITEM])
 
     if config.duplicates != "keep":
+        row = np.arange(len(ev), dtype=np.int64)
         sub = np.flatnonzero(mask)
         pairs = pd.DataFrame({"u": user_codes[sub], "i": item_codes[sub]})
         if data.has_timestamps:
@@ -171,11 +176,15 @@ def preprocess(data: Interactions, config: PreprocessConfig | None = None) -> Se
                           "iterative": config.kcore_iterative}
 
     sub = np.flatnonzero(mask)
+    del mask
     u = user_codes[sub]
     i = item_codes[sub]
+    del user_codes, item_codes
     ts = ev[TIMESTAMP].to_numpy()[sub] if data.has_timestamps else None
-    # Stable chronological order per user: sort by (user, time, file row); lexsort's last key is primary.
-    order = np.lexsort((sub, ts, u)) if ts is not None else np.lexsort((sub, u))
+    del sub
+    # Stable chronological order per user: sort by (user, time), ties in file order (lexsort is stable and
+    # its last key is primary).
+    order = np.lexsort((ts, u)) if ts is not None else np.argsort(u, kind="stable")
     u, i = u[order], i[order]
     ts = ts[order] if ts is not None else None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sinerec.data.assemble import align_items, events_frame, items_frame, skipped_meta
 from sinerec.data.delimited import DelimitedFile, Field, parse_delimited
-from sinerec.data.files import PathLike, dataset_stem, load_bytes
+from sinerec.data.files import PathLike, dataset_stem
 from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import ITEM, TIMESTAMP, USER, Interactions
 
@@ -35,7 +35,6 @@ def read_comirec(
     path = Path(path)
     spec = DelimitedFile(
         path,
-        load_bytes(path),
         sep=",",
         n_fields=3,
         fields=(Field(0, "id", "user id"), Field(1, "id", "item id"), Field(2, "time", "timestamp")),
@@ -50,7 +49,6 @@ def read_comirec(
         sources.append(str(category_path))
         cspec = DelimitedFile(
             category_path,
-            load_bytes(category_path),
             sep=",",
             n_fields=2,
             fields=(Field(0, "id", "item id"), Field(1, "id", "category")),

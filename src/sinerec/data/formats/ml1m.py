@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sinerec.data.assemble import align_items, events_frame, genre_tuples, items_frame, skipped_meta
 from sinerec.data.delimited import DelimitedFile, Field, parse_delimited
-from sinerec.data.files import PathLike, find_file, load_bytes
+from sinerec.data.files import PathLike, find_file
 from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import ITEM, TIMESTAMP, USER, Interactions
 
@@ -33,7 +33,6 @@ def read_ml1m(folder: PathLike, *, name: str = "ml-1m", skip_bad_lines: bool = F
     ratings_path, movies_path = find_file(folder, "ratings.dat"), find_file(folder, "movies.dat")
     spec = DelimitedFile(
         ratings_path,
-        load_bytes(ratings_path),
         sep="::",
         n_fields=4,
         fields=(
@@ -48,7 +47,6 @@ def read_ml1m(folder: PathLike, *, name: str = "ml-1m", skip_bad_lines: bool = F
     events = events_frame({USER: cols[0], ITEM: cols[1], TIMESTAMP: cols[3], "rating": cols[2]})
     mspec = DelimitedFile(
         movies_path,
-        load_bytes(movies_path),
         sep="::",
         n_fields=3,
         fields=(Field(0, "id", "movie id"), Field(1, "text", "title"), Field(2, "text", "genres")),

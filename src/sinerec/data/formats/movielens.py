@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sinerec.data.assemble import align_items, events_frame, genre_tuples, items_frame, skipped_meta
 from sinerec.data.delimited import DelimitedFile, Field, parse_delimited, read_header
-from sinerec.data.files import PathLike, find_file, load_bytes
+from sinerec.data.files import PathLike, find_file
 from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import ITEM, TIMESTAMP, USER, Interactions
 from sinerec.errors import DataFormatError
@@ -43,11 +43,10 @@ def read_movielens_csv(
     """
     folder = Path(folder)
     ratings_path, movies_path = find_file(folder, "ratings.csv"), find_file(folder, "movies.csv")
-    header, body = read_header(ratings_path, load_bytes(ratings_path), ",", True, "utf-8")
+    header = read_header(ratings_path, ",", True, "utf-8")
     u, i, r, t = _header_positions(ratings_path, header, ["userId", "movieId", "rating", "timestamp"])
     spec = DelimitedFile(
         ratings_path,
-        body,
         sep=",",
         n_fields=len(header),
         first_line=2,
@@ -62,11 +61,10 @@ def read_movielens_csv(
     cols, skipped = parse_delimited(spec, skip_bad_lines)
     events = events_frame({USER: cols[u], ITEM: cols[i], TIMESTAMP: cols[t], "rating": cols[r]})
 
-    mheader, mbody = read_header(movies_path, load_bytes(movies_path), ",", True, "utf-8")
+    mheader = read_header(movies_path, ",", True, "utf-8")
     mi, mt, mg = _header_positions(movies_path, mheader, ["movieId", "title", "genres"])
     mspec = DelimitedFile(
         movies_path,
-        mbody,
         sep=",",
         n_fields=len(mheader),
         first_line=2,

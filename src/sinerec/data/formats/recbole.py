@@ -9,7 +9,7 @@ import pandas as pd
 
 from sinerec.data.assemble import align_items, events_frame, items_frame, skipped_meta
 from sinerec.data.delimited import DelimitedFile, Field, parse_delimited, read_header
-from sinerec.data.files import PathLike, dataset_stem, load_bytes
+from sinerec.data.files import PathLike, dataset_stem
 from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import ITEM, TIMESTAMP, USER, Interactions
 from sinerec.errors import DataFormatError, SinerecError
@@ -67,7 +67,7 @@ def read_recbole(
     tokens) -> ``items``. ``name`` defaults to the file's stem (RecBole's dataset name).
     """
     inter_path = Path(inter_path)
-    header, body = read_header(inter_path, load_bytes(inter_path), "\t", False, "utf-8")
+    header = read_header(inter_path, "\t", False, "utf-8")
     names, _ = _recbole_header(inter_path, header)
     for field_name in (user_field, item_field):
         if field_name not in names:
@@ -80,7 +80,7 @@ def read_recbole(
         fields.append(Field(t, "time", "timestamp"))
     if r is not None:
         fields.append(Field(r, "num", "rating"))
-    spec = DelimitedFile(inter_path, body, sep="\t", n_fields=len(names), fields=fields, first_line=2)
+    spec = DelimitedFile(inter_path, sep="\t", n_fields=len(names), fields=fields, first_line=2)
     cols, skipped = parse_delimited(spec, skip_bad_lines)
     event_cols = {USER: cols[u], ITEM: cols[i]}
     if t is not None:
@@ -109,7 +109,7 @@ def read_recbole(
 def _read_recbole_items(
     path: Path, item_field: str, skip_bad_lines: bool
 ) -> tuple[pd.DataFrame | None, list[int]]:
-    header, body = read_header(path, load_bytes(path), "\t", False, "utf-8")
+    header = read_header(path, "\t", False, "utf-8")
     names, types = _recbole_header(path, header)
     if item_field not in names:
         raise SinerecError(f"{path}: no field {item_field!r}; the fields are: {', '.join(header)}")
@@ -118,7 +118,7 @@ def _read_recbole_items(
     cat = next((names.index(n) for n in ("genre", "categories", "class", "category") if n in names), None)
     fields = [Field(i, "id", "item id")]
     fields += [Field(c, "text", names[c]) for c in (title, cat) if c is not None]
-    spec = DelimitedFile(path, body, sep="\t", n_fields=len(names), fields=fields, first_line=2)
+    spec = DelimitedFile(path, sep="\t", n_fields=len(names), fields=fields, first_line=2)
     cols, skipped = parse_delimited(spec, skip_bad_lines)
     if title is None and cat is None:
         return None, skipped

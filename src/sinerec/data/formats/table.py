@@ -10,7 +10,7 @@ import pandas as pd
 
 from sinerec.data.columns import TABLE_COLUMNS, column_position, table_interactions, wanted_columns
 from sinerec.data.delimited import DelimitedFile, Field, parse_delimited, read_header, split_fields
-from sinerec.data.files import PathLike, load_bytes
+from sinerec.data.files import PathLike, head_block
 from sinerec.data.formats import ReadOptions
 from sinerec.data.formats.parquet import read_parquet_columns
 from sinerec.data.frame import TIMESTAMP, Interactions
@@ -83,14 +83,13 @@ def _read_delimited_table(
 ) -> tuple[dict[str, pd.Series], list[int]]:
     if len(sep) != 1:
         raise SinerecError(f"read_table: sep must be one character, got {sep!r}")
-    data = load_bytes(path)
     names: list[str] | None = None
     first_line = 1
     if header:
-        names, data = read_header(path, data, sep, True, "utf-8")
+        names = read_header(path, sep, True, "utf-8")
         n_fields, first_line = len(names), 2
     else:
-        n_fields = _usual_field_count(data, sep, wanted)
+        n_fields = _usual_field_count(path, sep, wanted)
     positions = {k: column_position(path, c, names, n_fields) for k, c in wanted.items()}
     fields: dict[int, Field] = {}
     for key, pos in positions.items():  # a column named twice (say user and category) is checked once
@@ -98,7 +97,6 @@ def _read_delimited_table(
         fields.setdefault(pos, Field(pos, kind, label, datetime=(key == TIMESTAMP)))
     spec = DelimitedFile(
         path,
-        data,
         sep=sep,
         n_fields=n_fields,
         fields=list(fields.values()),
@@ -109,12 +107,10 @@ def _read_delimited_table(
     return {k: cols[pos] for k, pos in positions.items()}, skipped
 
 
-def _usual_field_count(data: bytes, sep: str, wanted: dict[str, str | int]) -> int:
-    """A header-less file's number of fields: the most common count among its first lines, so that one
-    malformed first line is reported as such rather than every line after it."""
-    head = data[: 1 << 20].split(b"\n")[:1000]
-    if len(head) > 1 and len(data) > 1 << 20:
-        head.pop()  # maybe cut by the slice
+def _usual_field_count(path: Path, sep: str, wanted: dict[str, str | int]) -> int:
+    """A header-less file's number of fields: the most common count among its first lines (the first MiB,
+    read alone), so that one malformed first line is reported as such rather than every line after it."""
+    head = head_block(path, 1 << 20, quoting=True).split(b"\n")[:1000]
     counts = Counter(
         len(split_fields(line.rstrip(b"\r").decode("utf-8", "replace"), sep, True))
         for line in head

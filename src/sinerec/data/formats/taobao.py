@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sinerec.data.assemble import align_items, events_frame, first_category_items, skipped_meta
 from sinerec.data.delimited import DelimitedFile, Field, parse_delimited
-from sinerec.data.files import PathLike, load_bytes
+from sinerec.data.files import PathLike
 from sinerec.data.formats import ReadOptions
 from sinerec.data.frame import BEHAVIOR, CATEGORY, ITEM, TIMESTAMP, USER, Interactions
 from sinerec.errors import SinerecError
@@ -56,7 +56,6 @@ def read_taobao(
             )
     spec = DelimitedFile(
         path,
-        load_bytes(path),
         sep=",",
         n_fields=5,
         fields=(
