@@ -93,7 +93,7 @@ def config_for(args: argparse.Namespace) -> Any:
         f"model_params.num_interests={args.num_interests}", f"data.max_len={args.max_len}",
         "train.loss=sampled", f"train.num_negatives={args.negatives}", f"train.batch_size={args.batch_size}",
         "train.progress=false", "train.device=cpu", f"train.threads={args.threads or torch.get_num_threads()}",
-        f"train.seed={args.seed}"])
+        f"train.seed={args.seed}", f"train.optimizer={args.optimizer}"])
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "items": data.num_items, "users": data.num_users, "interactions": data.num_interactions,
         "train_examples": len(split.train), "processes": ctx.world_size, "rank": ctx.rank,
         "threads": torch.get_num_threads(), "dim": args.dim, "batch_size": args.batch_size,
-        "negatives": args.negatives, "steps": args.steps,
+        "negatives": args.negatives, "steps": args.steps, "optimizer": args.optimizer,
         "examples_per_second": record["examples_per_second"], "seconds": record["seconds"],
         "ms_per_step": 1000 * record["seconds"] / args.steps, "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_example_this_rank": round(1000 * cpu / record["examples"], 4),
@@ -372,6 +372,7 @@ def main() -> None:
         p.add_argument("--warmup", type=int, default=5)
         p.add_argument("--threads", type=int, default=2)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--optimizer", default="adam", choices=["adam", "lazy-adam"], help="train.optimizer")
         p.add_argument("--allreduce-repeats", type=int, default=10)
         p.add_argument("--eval-users", type=int, default=4096)
         p.add_argument("--eval-batch", type=int, default=512)
