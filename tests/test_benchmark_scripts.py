@@ -31,7 +31,8 @@ def run_script(name: str, *args: str, monkeypatch) -> int:
 
 def test_every_script_is_covered():
     assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "render_readme.py", "reproduce_sine_ml1m.py",
-                       "rescore_history.py", "scaling.py", "serve_load.py"]
+                       "rescore_history.py", "scaling.py", "serve_load.py", "serve_workers.py",
+                       "sparse_accuracy.py", "sparse_scaling.py"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
