@@ -146,3 +146,19 @@ def test_lazy_adam_resume_continues_exactly(tmp_path):
     # and the checkpoint's optimizer state is Adam's layout: step, exp_avg, exp_avg_sq per parameter
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
     assert all(set(s) == {"step", "exp_avg", "exp_avg_sq"} for s in state.values())
+
+
+def test_cli_refuses_lazy_adam_with_full_softmax_in_one_line(tmp_path, capsys):
+    from sinerec.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--set", "train.optimizer=lazy-adam"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.optimizer: 'lazy-adam'" in err and "train.loss" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_without_item_tables_is_refused_by_name():
+    from sinerec.models.mostpop import MostPop, MostPopConfig
+
+    with pytest.raises(ConfigError, match="train.optimizer: 'lazy-adam' needs a model with item tables; MostPop"):
+        optim.make_item_tables_sparse(MostPop(5, 3, MostPopConfig()))
