@@ -93,7 +93,26 @@ def config_for(args: argparse.Namespace) -> Any:
         f"model_params.num_interests={args.num_interests}", f"data.max_len={args.max_len}",
         "train.loss=sampled", f"train.num_negatives={args.negatives}", f"train.batch_size={args.batch_size}",
         "train.progress=false", "train.device=cpu", f"train.threads={args.threads or torch.get_num_threads()}",
-        f"train.seed={args.seed}"])
+        f"train.seed={args.seed}",
+        f"train.optimizer={'adam' if args.optimizer == 'adam' else 'lazy-adam'}"])
+
+
+class TorchSparseAdam:
+    """The alternative to ``LazyAdam`` measured against it: ``torch.optim.SparseAdam`` for the (sparse) item
+    tables and fused ``torch.optim.Adam`` for the other parameters (what ``train_epoch`` calls of an optimizer)."""
+
+    def __init__(self, model: Any, lr: float) -> None:
+        tables = {id(t.weight) for t in model.item_tables()}
+        self.parts = [torch.optim.SparseAdam([p for p in model.parameters() if id(p) in tables], lr=lr),
+                      torch.optim.Adam([p for p in model.parameters() if id(p) not in tables], lr=lr, fused=True)]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     config = config_for(args)
     trainer = Trainer(config, data, split, log=lambda *a: None, dist=ctx)
     optimizer, batches = trainer.make_optimizer(), trainer.make_batches()
+    if args.optimizer == "torch-sparse-adam":
+        optimizer = TorchSparseAdam(trainer.model, config.train.lr)
     trainer.wrap_step_module()
     rss_model = rss_mb()
     reset_ok = reset_peak()
@@ -123,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "items": data.num_items, "users": data.num_users, "interactions": data.num_interactions,
         "train_examples": len(split.train), "processes": ctx.world_size, "rank": ctx.rank,
         "threads": torch.get_num_threads(), "dim": args.dim, "batch_size": args.batch_size,
-        "negatives": args.negatives, "steps": args.steps,
+        "negatives": args.negatives, "steps": args.steps, "optimizer": args.optimizer,
         "examples_per_second": record["examples_per_second"], "seconds": record["seconds"],
         "ms_per_step": 1000 * record["seconds"] / args.steps, "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_example_this_rank": round(1000 * cpu / record["examples"], 4),
@@ -372,6 +393,8 @@ def main() -> None:
         p.add_argument("--warmup", type=int, default=5)
         p.add_argument("--threads", type=int, default=2)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--optimizer", default="adam", choices=["adam", "lazy-adam", "torch-sparse-adam"],
+                       help="train.optimizer (torch-sparse-adam: sparse tables with torch.optim.SparseAdam)")
         p.add_argument("--allreduce-repeats", type=int, default=10)
         p.add_argument("--eval-users", type=int, default=4096)
         p.add_argument("--eval-batch", type=int, default=512)

@@ -33,7 +33,8 @@ needs_gloo = pytest.mark.skipif(not GLOO, reason="torch.distributed with the glo
 # example, which rank 1 does not have (it takes part with a zero-weight row).
 TINY = ["data.max_len=8", "train.batch_size=64", "train.progress=false", "train.epochs=2", "train.patience=5",
         "model_params.dim=16", "model_params.num_concepts=10", "model_params.num_interests=2", "train.seed=7"]
-LOSSES = {"full": [], "sampled": ["train.loss=sampled", "train.num_negatives=20"]}
+LOSSES = {"full": [], "sampled": ["train.loss=sampled", "train.num_negatives=20"],
+          "lazy-adam": ["train.loss=sampled", "train.num_negatives=20", "train.optimizer=lazy-adam"]}
 EVAL = EvalConfig(ks=(5, 10), batch_size=13)  # 55 queries: 5 batches, 3 on rank 0 and 2 on rank 1
 
 
@@ -113,7 +114,8 @@ def test_two_processes_train_the_single_process_parameters(two_ranks, loss):
     # 14 Adam steps (2 epochs, the 7th step of each with one example, all on rank 0) of a deterministic
     # loss: each rank's loss is weighted by its share of the global batch, DDP averages the gradients, so
     # the update is the combined batch's. Sampled softmax: the same negatives on both ranks. Only the float
-    # summation order differs (parameters agree to ~1e-7).
+    # summation order differs (parameters agree to ~1e-7). lazy-adam: the item table's gradients are sparse
+    # (DDP all-reduces them as sparse tensors over gloo) and the row-wise update is the one process's.
     ranks, reference = two_ranks
     trainer, single_losses = reference[loss]
     single = trainer.model.state_dict()

@@ -99,6 +99,8 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
     compile: bool = False  # torch.compile the training loss (model + loss) module
     prefetch: int | None = None  # batches a background thread prepares ahead (None: 2 on CUDA, 0 on CPU)
+    # adam (dense, fused) | lazy-adam (sparse item tables, row-wise Adam: sinerec.optim; sampled softmax only)
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "patience", "eval_every", "num_negatives"):
@@ -122,6 +124,13 @@ class TrainConfig:
             raise ConfigError(f"train.loss: expected 'full' or 'sampled', got {self.loss!r}")
         if self.sampler not in ("popularity", "log-uniform"):
             raise ConfigError(f"train.sampler: expected 'popularity' or 'log-uniform', got {self.sampler!r}")
+        if self.optimizer not in ("adam", "lazy-adam"):
+            raise ConfigError(f"train.optimizer: expected 'adam' or 'lazy-adam', got {self.optimizer!r}")
+        if self.optimizer == "lazy-adam" and self.loss != "sampled":
+            raise ConfigError("train.optimizer: 'lazy-adam' updates only the item rows a step touches and needs "
+                              f"train.loss = 'sampled' (train.loss = {self.loss!r} scores every item: use 'adam')")
+        if self.optimizer == "lazy-adam" and self.compile:
+            raise ConfigError("train.optimizer: 'lazy-adam' (sparse gradients) does not go with train.compile = true")
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"train.amp: expected 'auto', 'bf16' or 'off', got {self.amp!r}")
         if self.prefetch is not None and self.prefetch < 0:

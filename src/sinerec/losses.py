@@ -58,6 +58,7 @@ def sampled_softmax_loss(
     log_q_target: Tensor,
     log_q_negatives: Tensor,
     remove_accidental_hits: bool = True,
+    sparse: bool = False,
 ) -> Tensor:
     """Sampled softmax cross-entropy with negatives shared across the batch and the log-Q correction.
 
@@ -76,12 +77,15 @@ def sampled_softmax_loss(
         log_q_negatives: (S,) log Q of each negative.
         remove_accidental_hits: give -inf to the logit of a negative equal to the row's own target, so that
             the target is not also counted as its own negative (TF's ``remove_accidental_hits``).
+        sparse: look the rows up with ``F.embedding(sparse=True)``: the gradient of ``item_emb`` (a leaf such as
+            an ``nn.Embedding``'s weight) is then a sparse tensor of the rows used, not a dense (M + 1, D) one.
 
     Returns:
         Scalar: mean over the batch of ``-log( e^{l_y} / (e^{l_y} + sum_s e^{l_s}) )``.
     """
-    true_logits = (user * item_emb[target]).sum(-1) - log_q_target  # (B,)
-    negative_logits = user @ item_emb[negatives].T - log_q_negatives  # (B, S)
+    targets = F.embedding(target, item_emb, sparse=sparse)  # (B, D), = item_emb[target]
+    true_logits = (user * targets).sum(-1) - log_q_target  # (B,)
+    negative_logits = user @ F.embedding(negatives, item_emb, sparse=sparse).T - log_q_negatives  # (B, S)
     if remove_accidental_hits:
         hits = negatives.unsqueeze(0) == target.unsqueeze(1)  # (B, S)
         negative_logits = negative_logits.masked_fill(hits, float("-inf"))

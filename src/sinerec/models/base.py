@@ -54,6 +54,14 @@ class SequentialRecommender(nn.Module):
         """(M + 1, D) output item vectors; row 0 (padding) is never recommended."""
         raise NotImplementedError
 
+    def item_tables(self) -> list[nn.Embedding]:
+        """The embedding modules whose rows are items (input and output tables), which
+        ``train.optimizer = "lazy-adam"`` switches to sparse gradients. Default: the ``nn.Embedding``
+        attributes ``item_embedding`` and ``output_embedding`` that exist; a model that reads a table's weight
+        other than through its module's forward or ``item_embeddings()`` must override this (return [])."""
+        tables = (getattr(self, name, None) for name in ("item_embedding", "output_embedding"))
+        return [table for table in tables if isinstance(table, nn.Embedding)]
+
     def auxiliary_loss(self, out: ModelOutput) -> torch.Tensor:
         """Weighted sum of the model's regularisers for a forward output, added to the training loss.
 
