@@ -60,6 +60,8 @@ def test_prepare_writes_memory_mapped_arrays_equal_to_preparing_the_source(prepa
     for array in (mapped.data.items, mapped.data.offsets, mapped.data.timestamps, mapped.split.train.positions,
                   mapped.split.test.targets):
         assert isinstance(array, np.memmap) and not array.flags.writeable
+    # the one array that becomes a tensor (sampler popularity) is loaded writeable: torch warns on read-only ones
+    assert not isinstance(mapped.split.train.item_counts, np.memmap) and mapped.split.train.item_counts.flags.writeable
     assert mapped.data.fingerprint() == direct.data.fingerprint() == read_summary(prepared_dir)["fingerprint"]
     assert mapped.split.fingerprint == direct.split.fingerprint
     np.testing.assert_array_equal(mapped.data.items, direct.data.items)

@@ -168,7 +168,8 @@ def load_split(path: str | Path, protocol: ProtocolConfig, *, mmap: bool = True)
     if not stored or summary.get("protocol") != json.loads(json.dumps(asdict(protocol))):
         return None
     folder = path / "split"
-    train = TrainSet(**{k: _array(folder / f"train_{k}.npy", mmap) for k in _TRAIN})
+    # item_counts (M + 1) is small and becomes a tensor (torch refuses read-only arrays): loaded, not mapped
+    train = TrainSet(**{k: _array(folder / f"train_{k}.npy", mmap and k != "item_counts") for k in _TRAIN})
     parts = {part: EvalSet(**{k: _array(folder / f"{part}_{k}.npy", mmap) for k in _EVAL})
              for part in ("valid", "test")}
     return Split(protocol, train, parts["valid"], parts["test"], stored["fingerprint"])
