@@ -97,6 +97,16 @@ def test_train_from_prepared_gives_the_same_data_split_and_metrics_as_from_the_s
     assert runs.read_json(tmp_path / "a" / runs.CONFIG)["data"]["prepared"] == str(prepared_dir)
 
 
+def test_benchmark_runs_map_the_prepared_dataset(prepared_dir, tmp_path, capsys):
+    assert main(["benchmark", "--prepared", str(prepared_dir), "--models", "mostpop", "--seeds", "0", "--quick",
+                 "--out", str(tmp_path / "bench")]) == 0
+    capsys.readouterr()
+    [record] = [runs.read_json(p) for p in (tmp_path / "bench").rglob("metrics.json")]
+    assert record["dataset"]["fingerprint"] == read_summary(prepared_dir)["fingerprint"]
+    [info] = [runs.read_json(p) for p in (tmp_path / "bench" / "runs").rglob(runs.DATA_INFO)]
+    assert info["prepared"] == {"path": str(prepared_dir), "fingerprint": read_summary(prepared_dir)["fingerprint"]}
+
+
 def test_a_prepared_dataset_made_with_other_settings_is_refused(prepared_dir):
     config = load_config(overrides=[*prepared_overrides(str(prepared_dir)), "data.min_item_count=3"])
     with pytest.raises(DataError, match=r"prep: prepared with other data settings than this run's "
