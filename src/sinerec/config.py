@@ -59,6 +59,7 @@ class DataConfig:
     min_item_count: int = 0
     kcore_iterative: bool = True
     max_len: int = 20  # T: items of history the model sees
+    prepared: str | None = None  # a prepared dataset (`sinerec data prepare`): read instead of the settings above
 
     def __post_init__(self) -> None:
         if self.max_len < 1:

@@ -5,14 +5,16 @@ What a run directory holds is ``sinerec.runs``; training into one is ``sinerec.j
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sinerec.config import Config, DataConfig
 from sinerec.data.datasets import DATASETS, load_dataset
 from sinerec.data.formats import DEFAULT_FORMAT, FORMATS, ReadOptions
 from sinerec.data.frame import Interactions
+from sinerec.data.prepared import load_sequences, load_split, read_summary
 from sinerec.data.preprocess import SequenceData, preprocess
 from sinerec.data.splits import Split, make_split
 from sinerec.errors import ConfigError, DataError
@@ -44,25 +46,71 @@ def _read_options(cfg: DataConfig, path: str) -> ReadOptions:
 
 @dataclass
 class Prepared:
-    """A run's data: the preprocessed sequences, their split, and the seconds reading and splitting took."""
+    """A run's data: the preprocessed sequences, their split, the seconds reading and splitting took, and the
+    prepared dataset (``data.prepared``) they were mapped from, if any."""
 
     data: SequenceData
     split: Split
     seconds: float
+    folder: str | None = None
 
 
 def prepare(config: Config) -> Prepared:
-    """Read, preprocess and split: the data side of a run. Data a run cannot be trained and evaluated on
-    raises :class:`~sinerec.errors.DataError` (:func:`check_usable`), before anything is written."""
+    """Read, preprocess and split: the data side of a run. With ``data.prepared`` the sequences (and the split,
+    when the artifact stores this protocol's) are memory-mapped from that prepared dataset instead
+    (:func:`load_prepared`). Data a run cannot be trained and evaluated on raises
+    :class:`~sinerec.errors.DataError` (:func:`check_usable`), before anything is written."""
     t0 = time.perf_counter()
-    interactions = load_interactions(config.data)
-    data = preprocess(interactions, config.data.preprocess_config())
+    if config.data.prepared is not None:
+        data, stored = load_prepared(config)
+        split = stored or make_split(data, config.protocol)
+    else:
+        data = preprocess_source(config.data)
+        split = make_split(data, config.protocol)
+    check_usable(data, split)
+    return Prepared(data, split, time.perf_counter() - t0, config.data.prepared)
+
+
+def preprocess_source(cfg: DataConfig) -> SequenceData:
+    """Read the configured source and preprocess it; no interaction left raises DataError."""
+    interactions = load_interactions(cfg)
+    data = preprocess(interactions, cfg.preprocess_config())
     if data.num_interactions == 0:
         raise DataError(f"dataset {data.name}: no interactions to train on ({len(interactions.events):,} read from "
-                        f"{interactions.source}; 0 left after the filters {_filters(config.data)})")
-    split = make_split(data, config.protocol)
-    check_usable(data, split)
-    return Prepared(data, split, time.perf_counter() - t0)
+                        f"{interactions.source}; 0 left after the filters {_filters(cfg)})")
+    return data
+
+
+#: The ``data`` settings that a prepared dataset fixes (all but the model's history length and the folder).
+NOT_PREPARED = ("max_len", "prepared")
+
+
+def data_settings(cfg: DataConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` a prepared dataset records (JSON values)."""
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in NOT_PREPARED}
+
+
+def prepared_overrides(folder: str) -> list[str]:
+    """``data.KEY=VALUE`` overrides that make a configuration's data those of the prepared dataset ``folder``
+    (its recorded settings and ``data.prepared``)."""
+    summary = read_summary(folder)
+    return [f"data.{k}={json.dumps(v)}" for k, v in summary["data"].items()] + \
+        [f"data.prepared={json.dumps(str(folder))}"]
+
+
+def load_prepared(config: Config) -> tuple[SequenceData, Split | None]:
+    """The memory-mapped sequences of ``data.prepared`` and its stored split for ``config.protocol`` (or None).
+    A prepared dataset made with other data settings than ``config``'s, or whose arrays do not give the
+    fingerprint its summary records, raises DataError naming the folder and the setting."""
+    folder = str(config.data.prepared)
+    summary = read_summary(folder)
+    wanted = data_settings(config.data)
+    differ = [f"data.{k}: prepared {summary['data'].get(k)!r}, this run {v!r}" for k, v in wanted.items()
+              if summary["data"].get(k) != v]
+    if differ:
+        raise DataError(f"{folder}: prepared with other data settings than this run's ({'; '.join(differ)}); "
+                        "prepare it again with these settings, or drop the conflicting data settings")
+    return load_sequences(folder), load_split(folder, config.protocol)
 
 
 def _filters(cfg: DataConfig) -> str:

@@ -218,7 +218,10 @@ def write_run_header(run_dir: Path, config: Config, prepared: Prepared) -> None:
 def write_run_data(run_dir: Path, prepared: Prepared) -> None:
     """The data part of the header: ``data.json`` (dataset and split summaries), id maps and sequences."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / DATA_INFO, {"dataset": dataset_summary(prepared.data), "protocol": prepared.split.summary()})
+    info = {"dataset": dataset_summary(prepared.data), "protocol": prepared.split.summary()}
+    if prepared.folder is not None:  # mapped from a prepared dataset: which one
+        info["prepared"] = {"path": prepared.folder, "fingerprint": prepared.data.fingerprint()}
+    write_json(run_dir / DATA_INFO, info)
     save_data(run_dir, prepared.data)
 
 

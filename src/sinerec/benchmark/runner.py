@@ -34,7 +34,7 @@ from sinerec.benchmark.plan import RunSpec
 from sinerec.config import Config, load_config
 from sinerec.errors import SinerecError
 from sinerec.job import RunStart
-from sinerec.pipeline import Prepared
+from sinerec.pipeline import Prepared, prepare
 from sinerec.storage import write_json
 
 __all__ = ["RECORD", "comparable", "finished_record", "peak_rss_bytes", "reset_peak_rss", "run_all", "run_child",
@@ -140,14 +140,19 @@ def run_child(spec_json: str) -> int:
 
     spec = json.loads(spec_json)
     config = load_config(spec["config"])
-    data = runs.load_data(spec["data_dir"])
-    split = make_split(data, config.protocol)
+    if config.data.prepared is not None:  # a prepared dataset: every run maps the same files
+        prepared = prepare(config)
+    else:
+        data = runs.load_data(spec["data_dir"])
+        prepared = Prepared(data, make_split(data, config.protocol), 0.0)
+    data, split = prepared.data, prepared.split
     if (data.fingerprint(), split.fingerprint) != (spec["dataset_fingerprint"], spec["split_fingerprint"]):
-        raise SinerecError(f"{spec['data_dir']}: the shared data changed (fingerprints {data.fingerprint()}, "
+        source = config.data.prepared or spec["data_dir"]
+        raise SinerecError(f"{source}: the shared data changed (fingerprints {data.fingerprint()}, "
                            f"{split.fingerprint}; expected {spec['dataset_fingerprint']}, "
                            f"{spec['split_fingerprint']})")
     run_dir = Path(spec["run_dir"])
-    record = run_one(config, Prepared(data, split, 0.0), run_dir, log=lambda line: print(line, flush=True))
+    record = run_one(config, prepared, run_dir, log=lambda line: print(line, flush=True))
     record.update(peak_rss_bytes=peak_rss_bytes(), memory="process")
     write_json(run_dir / RECORD, record)
     return 0

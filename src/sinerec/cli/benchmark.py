@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sinerec.cli.common import add_data_args, data_overrides
+from sinerec.cli.data import add_prepared_arg, prepared_overrides_for
 from sinerec.errors import SinerecError
 
 
@@ -17,6 +18,7 @@ def register(sub: Any) -> None:
                               "  sinerec benchmark --dataset ml-1m --models sine,sasrec --seeds 1,2,3 --out bench")
     p.add_argument("--models", help="comma-separated models (default: all registered)")
     add_data_args(p)
+    add_prepared_arg(p)
     p.add_argument("--protocol", choices=["loo", "comirec"], default="loo", help="evaluation protocol (default loo)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, one run per model each (default 0,1,2)")
     p.add_argument("--out", help="output folder; rerunning the same command resumes it "
@@ -40,12 +42,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except ValueError:
         raise SinerecError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    name = args.dataset or (Path(args.path).stem if args.path else "ml-latest-small")
+    data = prepared_overrides_for(args)
+    name = args.dataset or (Path(args.path).stem if args.path else
+                            Path(args.prepared).name if args.prepared else "ml-latest-small")
     default_out = Path("runs") / f"benchmark-{name}-{args.protocol}{'-quick' if args.quick else ''}"
     out = Path(args.out) if args.out else default_out
     # the exact command, every choice spelled out, so that the results say how to reproduce them
     command = ["sinerec", "benchmark", "--models", ",".join(models)]
-    for opt in ("dataset", "data_dir", "path", "format"):
+    for opt in ("dataset", "data_dir", "path", "format", "prepared"):
         if getattr(args, opt) is not None:
             command += [f"--{opt.replace('_', '-')}", getattr(args, opt)]
     command += ["--protocol", args.protocol, "--seeds", ",".join(map(str, seeds)), "--out", str(out)]
@@ -58,7 +62,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.sort_by != "NDCG@10":
         command += ["--sort-by", args.sort_by]
     result = run_benchmark(models, out_dir=out, seeds=seeds, protocol=args.protocol,
-                           overrides=data_overrides(args) + args.overrides, jobs=args.jobs, threads=args.threads,
+                           overrides=data_overrides(args) + data + args.overrides, jobs=args.jobs, threads=args.threads,
                            quick=args.quick, sort_by=args.sort_by, command=shlex.join(command))
     print()
     print(result.table)

@@ -21,6 +21,20 @@ def register(sub: Any) -> None:
                    help="a data.* setting, e.g. --set data.min_user_count=5 (repeatable)")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(handler=cmd_describe)
+    d = dsub.add_parser("prepare", help="read, filter and order a dataset once into a memory-mappable folder "
+                        "that train and benchmark map with --prepared DIR",
+                        epilog="example:\n  sinerec data prepare --path log.csv --format taobao --set "
+                               "data.min_user_count=5 --protocol loo --out prepared/taobao\n"
+                               "  sinerec train --prepared prepared/taobao")
+    add_data_args(d)
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a data.* setting, e.g. --set data.min_user_count=5 (repeatable)")
+    d.add_argument("--protocol", choices=["loo", "comirec"],
+                   help="also store this protocol's split (protocol.* settings via --set); runs with the same "
+                        "protocol map it instead of splitting")
+    d.add_argument("--out", required=True, help="the folder to write (atomically; an earlier prepared "
+                                                "dataset there is replaced, any other folder is refused)")
+    d.set_defaults(handler=cmd_prepare)
     d = dsub.add_parser("synth", help="write a Taobao-shaped CSV (user,item,category,behavior,timestamp) with "
                         "planted concepts, and FILE.items.csv (item,concept,category)")
     d.add_argument("--rows", type=positive_int, required=True, help="number of events (lines)")
@@ -59,6 +73,55 @@ def cmd_describe(args: argparse.Namespace) -> int:
         for key, value in out.items():
             print(f"{key:>16}: {value}")
     return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from sinerec.config import load_config
+    from sinerec.data.prepared import write_prepared
+    from sinerec.data.splits import make_split
+    from sinerec.errors import ConfigError
+    from sinerec.pipeline import check_usable, data_settings, preprocess_source
+
+    bad = [o for o in args.overrides if not o.startswith(("data.", "protocol."))]
+    if bad or any(o.startswith("data.prepared=") for o in args.overrides):
+        raise ConfigError(f"data prepare: --set takes data.* and protocol.* settings (not data.prepared), got "
+                          f"{(bad or args.overrides)[0]!r}")
+    protocol = [f"protocol.name={json.dumps(args.protocol)}"] if args.protocol else []
+    config = load_config(overrides=data_overrides(args) + protocol + args.overrides)
+    data = preprocess_source(config.data)
+    split = None
+    if args.protocol:
+        split = make_split(data, config.protocol)
+        check_usable(data, split)
+    summary = write_prepared(args.out, data, data_settings(config.data), split)
+    print(json.dumps({"out": args.out, **{k: summary[k] for k in ("name", "fingerprint", "n_users", "n_items",
+                                                                   "n_interactions")},
+                      "split": summary["split"]["fingerprint"] if summary["split"] else None}))
+    return 0
+
+
+def add_prepared_arg(p: argparse.ArgumentParser) -> None:
+    """The ``--prepared DIR`` flag of train and benchmark."""
+    p.add_argument("--prepared", metavar="DIR", help="a prepared dataset (`sinerec data prepare`): its files are "
+                   "memory-mapped (shared by torchrun ranks) and its data settings used; no other data flag")
+
+
+def prepared_overrides_for(args: argparse.Namespace) -> list[str]:
+    """For ``--prepared DIR`` (train, benchmark): the data overrides of the prepared dataset; data flags or
+    ``--set data.*`` (but data.max_len) beside it conflict with it and raise ConfigError."""
+    from sinerec.errors import ConfigError
+    from sinerec.pipeline import NOT_PREPARED, prepared_overrides
+
+    if args.prepared is None:
+        return []
+    flags = [f"--{opt.replace('_', '-')}" for opt in ("dataset", "data_dir", "path", "format")
+             if getattr(args, opt, None) is not None] + (["--skip-bad-lines"] if args.skip_bad_lines else [])
+    sets = [o for o in args.overrides if o.split(":", 1)[-1].startswith("data.")
+            and o.split(":", 1)[-1].split("=", 1)[0][5:] not in NOT_PREPARED]
+    if flags or sets:
+        raise ConfigError(f"--prepared {args.prepared}: the data settings are the prepared dataset's; "
+                          f"{(flags or sets)[0]} conflicts with it (prepare again with it instead)")
+    return prepared_overrides(args.prepared)
 
 
 def format_datasets(rows: list[dict[str, Any]]) -> str:

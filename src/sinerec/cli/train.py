@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sinerec.cli.common import add_data_args, data_overrides
+from sinerec.cli.data import add_prepared_arg, prepared_overrides_for
 from sinerec.errors import SinerecError
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ EPILOG = """examples:
   sinerec train                                          # SINE on ml-latest-small
   sinerec train --model sasrec --dataset ml-1m --epochs 20
   sinerec train --path log.csv --format table --set data.user_col=uid --out runs/mine
-  sinerec train --out runs/mine --resume"""
+  sinerec train --out runs/mine --resume
+  sinerec train --prepared prepared/taobao              # made by `sinerec data prepare`"""
 
 
 def register(sub: Any) -> None:
@@ -37,6 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("--model", help="the model, default sine (`--model X` starts from configs/X.toml): "
                                    + ", ".join(MODELS))
     add_data_args(p)
+    add_prepared_arg(p)
     p.add_argument("--protocol", choices=["loo", "comirec"], help="evaluation protocol (default loo)")
     from_model = "(default: the model's settings, see `sinerec config show`)"
     p.add_argument("--epochs", type=int, help=f"train.epochs: the most epochs, early stopping aside {from_model}")
@@ -68,7 +71,7 @@ def add_log_to(p: argparse.ArgumentParser) -> None:
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The ``key=value`` overrides the flags of ``sinerec train`` stand for (data, protocol, train), in order."""
-    overrides = data_overrides(args)
+    overrides = data_overrides(args) + prepared_overrides_for(args)
     for opt, key in (("protocol", "protocol.name"), ("epochs", "train.epochs"),
                      ("batch_size", "train.batch_size"), ("lr", "train.lr"), ("seed", "train.seed"),
                      ("device", "train.device"), ("threads", "train.threads")):

@@ -49,7 +49,8 @@ class SequenceData:
     """Per-user chronological sequences in CSR form, with the id maps back to the original ids.
 
     Attributes:
-        items: (N,) int64 remapped item ids (1..M), user after user, each user's items in time order.
+        items: (N,) int64 remapped item ids (1..M), user after user, each user's items in time order
+            (a read-only ``np.memmap`` when loaded from a prepared dataset: ``sinerec.data.prepared``).
         offsets: (U + 1,) int64; user u's items are ``items[offsets[u]:offsets[u + 1]]``.
         user_ids: (U,) original user id of each user index.
         item_ids: (M + 1,) original item id of each item index; entry 0 (padding) is None.
@@ -91,8 +92,9 @@ class SequenceData:
         """sha256 (16 hex) of the remapped sequences and the preprocessing steps: equal data, equal print."""
         h = hashlib.sha256()
         h.update(json.dumps({"name": self.name, "steps": self.steps}, sort_keys=True, default=str).encode())
-        h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(self.items, dtype=np.int64).tobytes())
+        # hashed through the buffer, not a copy: a memory-mapped array (sinerec.data.prepared) stays shared
+        h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).data)
+        h.update(np.ascontiguousarray(self.items, dtype=np.int64).data)
         return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
