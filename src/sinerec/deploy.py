@@ -27,19 +27,23 @@ uvicorn with the factory's import string, so one process and N workers are confi
 
 from __future__ import annotations
 
-import inspect
-import json
-import logging
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from sinerec import runtime
 
-import numpy as np
+runtime.prefer_passive_wait()  # `uvicorn --factory sinerec.deploy:create_app` imports torch below (sinerec.runtime)
 
-from sinerec.errors import SinerecError
-from sinerec.retrieval import IndexSettings
+import inspect  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from dataclasses import dataclass, field, fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from sinerec.errors import SinerecError  # noqa: E402
+from sinerec.retrieval import IndexSettings  # noqa: E402
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
