@@ -6,8 +6,8 @@ training loss) and batch size: the training examples/s of ``sinerec.train.Traine
 two epochs of ``--steps`` steps, so the first step's warm-up is left out), the FLOPs of one training example
 (forward and backward, PyTorch's FlopCounterMode on one batch) and so the fraction of the GEMM peak of that
 precision that the rate reaches; and the evaluator's users/s (full ranking of the validation queries,
-``sinerec.evaluate.evaluate``, float32). ``--loads N`` repeats everything next to N busy PyTorch jobs
-(``contention.py``'s loaders).
+``sinerec.evaluate.evaluate``, float32, once per model). ``--loads N`` repeats everything next to N busy
+PyTorch jobs (``contention.py``'s loaders).
 
     python benchmarks/speed/speed.py --data-dir ../shared/data/ml-1m --out benchmarks/speed     # CPU
     python benchmarks/speed/speed.py --data-dir DATA/ml-1m --device cuda --compile --out OUT    # a GPU
@@ -94,7 +94,7 @@ def model_config(model: str, precision: str, batch: int, args: argparse.Namespac
 
 def measure_model(model: str, precision: str, batch: int, prepared: Prepared,
                   args: argparse.Namespace) -> dict[str, Any]:
-    """One row: examples/s, FLOPs per example and (float32 only) the evaluator's users/s."""
+    """One row: examples/s, FLOPs per example and (float32 at the first batch size) the evaluator's users/s."""
     config = model_config(model, precision, batch, args)
     trainer = Trainer(config, prepared.data, prepared.split, log=lambda *a: None)
     if not any(p.requires_grad for p in trainer.model.parameters()):
@@ -112,7 +112,7 @@ def measure_model(model: str, precision: str, batch: int, prepared: Prepared,
     row: dict[str, Any] = {"model": model, "precision": precision, "batch": batch, "status": "ok",
                            "examples_per_second": record["examples_per_second"], "steps": args.steps,
                            "flops_per_example": counter.get_total_flops() / hist.shape[0]}
-    if precision == "float32":
+    if precision == "float32" and batch == args.eval_batch:  # once per model: it does not depend on them
         queries = prepared.split.valid
         sync(trainer.device)
         t0 = time.perf_counter()
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown models or precisions: {unknown} (models {sorted(MODELS)}, precisions "
                      f"{sorted(PRECISIONS)})")
+    args.eval_batch = int(args.batches.split(",")[0])
     prepared = prepared_data(args)
     peaks = {"float32": gemm_peak(device, torch.float32, args.repeats),
              "bf16": gemm_peak(device, torch.bfloat16, args.repeats)}
