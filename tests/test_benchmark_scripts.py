@@ -34,7 +34,7 @@ def test_every_script_is_covered():
     # a new script joins the --help smoke test below; this list makes adding one a visible decision
     assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "render_readme.py", "reproduce_sine_ml1m.py",
                        "rescore_history.py", "scaling.py", "serve_load.py", "serve_workers.py",
-                       "taobao-scale/measure_ingest.py"]
+                       "speed/contention.py", "speed/speed.py", "taobao-scale/measure_ingest.py"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
