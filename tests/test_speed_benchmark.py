@@ -88,3 +88,17 @@ def test_contention_refuses_an_unknown_variant(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert run("contention.py", ["--variants", "old,fast"], monkeypatch) == 2
     assert "--variants: unknown ['fast']" in capsys.readouterr().err
+
+
+def test_contention_summarises_logged_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{"repeat": i, "load": n, "variant": "new", "examples_per_second": x, "seconds": 1.0, "torch_threads": t,
+             "loadavg_before": None} for i, n, x, t in [(0, 0, 600, 2), (1, 0, 800, 2), (0, 2, 300, 1), (1, 2, 200, 1)]]
+    log = tmp_path / "log.txt"
+    log.write_text("starting\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    assert run("contention.py", ["--rows", str(log), "--out", str(tmp_path), "--variants", "old,new"],
+               monkeypatch) == 0
+    doc = json.loads((tmp_path / "contention.json").read_text())
+    assert doc["rows"] == rows and doc["repeats_done"] == {"new": {"0": 2, "2": 2}}
+    assert doc["summary"] == {"new": {"load0": {"median_examples_per_second": 700, "ratio_to_idle": 1.0},
+                                      "load2": {"median_examples_per_second": 250, "ratio_to_idle": 0.357}}}
+    assert "| new | 2 | 250 | 0.357 | 1 |" in (tmp_path / "contention.md").read_text()

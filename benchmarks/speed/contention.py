@@ -142,15 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", default="0,1,2", help="numbers of other busy PyTorch jobs")
     parser.add_argument("--variants", default="old,passive,new")
     parser.add_argument("--note", default="", help="a line on the conditions (e.g. a shared machine)")
+    parser.add_argument("--rows", help="summarise these measurements (the JSON lines a run printed) instead")
     args = parser.parse_args(argv)
     loads = [int(x) for x in args.loads.split(",")]
     variants = args.variants.split(",")
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
-    rows = []
+    rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines()
+            if line.startswith("{")] if args.rows else []
     with tempfile.TemporaryDirectory(prefix="sinerec-contention-") as tmp:
-        for repeat in range(args.repeats):
+        for repeat in range(0 if args.rows else args.repeats):
             for n in loads:
                 loaders = start_loaders(n)
                 try:
@@ -160,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(row)
                 finally:
                     stop(loaders)
+    loads = [n for n in loads if any(r["load"] == n for r in rows)]
+    variants = [v for v in variants if any(r["variant"] == v for r in rows)]
     doc = {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": machine(), "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
            "note": args.note, "variants": {v: VARIANTS[v] for v in variants},
+           "repeats_done": {v: {n: sum(r["variant"] == v and r["load"] == n for r in rows) for n in loads}
+                            for v in variants},
            "summary": summarise(rows, variants, loads), "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

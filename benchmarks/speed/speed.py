@@ -144,6 +144,19 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def document(args: argparse.Namespace, device: torch.device, peaks: dict[str, float],
+             rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results document: command, date, machine, settings, the peaks and the rows measured so far."""
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "torch_threads": torch.get_num_threads(), "compile": args.compile,
+            "data": "synthetic planted concepts (300 users, 200 items)" if args.quick else f"ML-1M ({args.data_dir})",
+            "steps": args.steps, "note": args.note,
+            "gemm_peak_gflops": {k: round(v / 1e9, 2) for k, v in peaks.items()}, "gemm_peak_flops": peaks,
+            "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
@@ -173,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepared_data(args)
     peaks = {"float32": gemm_peak(device, torch.float32, args.repeats),
              "bf16": gemm_peak(device, torch.bfloat16, args.repeats)}
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     for load in (int(x) for x in args.loads.split(",")):
         loaders = start_loaders(load)
         try:
@@ -186,21 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                                 row["examples_per_second"] * row["flops_per_example"] / peaks[precision], 4)
                         print(json.dumps(row), flush=True)
                         rows.append(row)
+                        doc = document(args, device, peaks, rows)
+                        (out / "speed.json").write_text(json.dumps(doc, indent=1) + "\n")  # so far: a stopped
+                        (out / "speed.md").write_text(markdown(doc))  # run keeps its measured rows
         finally:
             stop(loaders)
-    doc = {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
-           "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-           "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-           "torch_threads": torch.get_num_threads(), "compile": args.compile,
-           "data": "synthetic planted concepts (300 users, 200 items)" if args.quick else f"ML-1M ({args.data_dir})",
-           "steps": args.steps, "note": args.note,
-           "gemm_peak_gflops": {k: round(v / 1e9, 2) for k, v in peaks.items()}, "gemm_peak_flops": peaks,
-           "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "speed.md").write_text(markdown(doc))
-    print(markdown(doc))
+    print(markdown(document(args, device, peaks, rows)))
     return 0
 
 
