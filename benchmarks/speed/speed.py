@@ -5,9 +5,10 @@ repeats); then for each model, precision (float32; ``bf16``: ``train.amp=bf16``,
 training loss) and batch size: the training examples/s of ``sinerec.train.Trainer.train_epoch`` (the second of
 two epochs of ``--steps`` steps, so the first step's warm-up is left out), the FLOPs of one training example
 (forward and backward, PyTorch's FlopCounterMode on one batch) and so the fraction of the GEMM peak of that
-precision that the rate reaches; and the evaluator's users/s (full ranking of the validation queries,
-``sinerec.evaluate.evaluate``, float32, once per model). ``--loads N`` repeats everything next to N busy
-PyTorch jobs (``contention.py``'s loaders).
+precision that the rate reaches (the peak is timed again just before each row, so that the two are measured
+side by side; the run's first timings are in ``gemm_peak_gflops``); and the evaluator's users/s (full ranking
+of the validation queries, ``sinerec.evaluate.evaluate``, float32, once per model). ``--loads N`` repeats
+everything next to N busy PyTorch jobs (``contention.py``'s loaders).
 
     python benchmarks/speed/speed.py --data-dir ../shared/data/ml-1m --out benchmarks/speed     # CPU
     python benchmarks/speed/speed.py --data-dir DATA/ml-1m --device cuda --compile --out OUT    # a GPU
@@ -49,6 +50,7 @@ from sinerec.train import Trainer  # noqa: E402
 
 GEMM = (2048, 1024, 1024)
 PRECISIONS = {"float32": "off", "bf16": "bf16"}
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 
 
 def sync(device: torch.device) -> None:
@@ -132,14 +134,15 @@ def markdown(doc: dict[str, Any]) -> str:
              f"GEMM peak ({'x'.join(map(str, GEMM))}): float32 {peaks['float32']:.1f} GFLOP/s, bfloat16 "
              f"{peaks['bf16']:.1f} GFLOP/s  ", f"Data: {doc['data']}; {doc['steps']} measured steps per row", "",
              doc["note"], "",
-             "| other jobs | model | precision | batch | examples/s | MFLOP/example | % of peak | eval users/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| other jobs | model | precision | batch | examples/s | MFLOP/example | GEMM GFLOP/s (row's) | % of peak "
+             "| eval users/s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['load']} | {r['model']} | {r['precision']} | {r['batch']} | {r['status']} | | | |")
+            lines.append(f"| {r['load']} | {r['model']} | {r['precision']} | {r['batch']} | {r['status']} | | | | |")
             continue
         lines.append(f"| {r['load']} | {r['model']} | {r['precision']} | {r['batch']} | "
                      f"{r['examples_per_second']:,.0f} | {r['flops_per_example'] / 1e6:.2f} | "
+                     f"{r['gemm_peak_flops'] / 1e9:.1f} | "
                      f"{100 * r['fraction_of_peak']:.1f} | {r.get('eval_users_per_second', '')} |")
     return "\n".join(lines) + "\n"
 
@@ -184,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{sorted(PRECISIONS)})")
     args.eval_batch = int(args.batches.split(",")[0])
     prepared = prepared_data(args)
-    peaks = {"float32": gemm_peak(device, torch.float32, args.repeats),
-             "bf16": gemm_peak(device, torch.bfloat16, args.repeats)}
+    peaks = {name: gemm_peak(device, dtype, args.repeats) for name, dtype in DTYPES.items()}
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,10 +197,14 @@ def main(argv: list[str] | None = None) -> int:
             for model in models:
                 for precision in precisions:
                     for batch in (int(x) for x in args.batches.split(",")):
-                        row = {"load": load, **measure_model(model, precision, batch, prepared, args)}
+                        # the peak again just before the row: on a machine whose load changes, the row's
+                        # fraction compares two timings taken side by side
+                        peak = gemm_peak(device, DTYPES[precision], args.repeats)
+                        row = {"load": load, **measure_model(model, precision, batch, prepared, args),
+                               "gemm_peak_flops": peak}
                         if row["status"] == "ok":
                             row["fraction_of_peak"] = round(
-                                row["examples_per_second"] * row["flops_per_example"] / peaks[precision], 4)
+                                row["examples_per_second"] * row["flops_per_example"] / peak, 4)
                         print(json.dumps(row), flush=True)
                         rows.append(row)
                         doc = document(args, device, peaks, rows)
