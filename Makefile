@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# `sinerec` itself sets OMP_WAIT_POLICY=PASSIVE and picks torch's threads from the idle CPUs unless they are set
+# (sinerec.runtime): `make train OMP_NUM_THREADS=2` or `OMP_WAIT_POLICY=ACTIVE make train` override it.
 train: install
 	$(VENV)/bin/sinerec train
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from sinerec import distributed, runs
+from sinerec import distributed, runs, runtime
 from sinerec.callbacks import Callback
 from sinerec.config import Config
 from sinerec.distributed import DistContext
@@ -74,10 +74,15 @@ def tune_malloc() -> None:
 
 def apply_process_settings(config: Config) -> None:
     """The process-wide state a training job sets: allocator tuning, torch's thread count (``train.threads``,
-    when given) and torch's global seed (``train.seed``)."""
+    when given; else, unless ``OMP_NUM_THREADS`` is set, the CPUs not busy elsewhere now:
+    ``sinerec.runtime.apply_default_threads``) and torch's global seed (``train.seed``)."""
     tune_malloc()
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
+    else:
+        chosen = runtime.apply_default_threads(None, torch.get_num_threads, torch.set_num_threads)
+        if chosen is not None:
+            logger.debug("torch threads: %d (sinerec.runtime: usable CPUs less those busy elsewhere)", chosen)
     torch.manual_seed(config.train.seed)
 
 

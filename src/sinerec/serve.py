@@ -32,22 +32,26 @@ requests compute at once (the rest wait), so a burst queues instead of oversubsc
 
 # No ``from __future__ import annotations``: the request models are built per app (their bounds are the app's
 # limits) and FastAPI resolves a route's annotations from the module's globals, which cannot see them.
-import logging
-import os
-import threading
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from sinerec import runtime
 
-from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
-from starlette.exceptions import HTTPException as StarletteHTTPException
+runtime.prefer_passive_wait()  # `uvicorn --factory sinerec.serve:create_app_from_env` imports torch below
 
-from sinerec.errors import ConfigError, SinerecError
-from sinerec.ids import plain_id, show_id
-from sinerec.recommend import (
+import logging  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Annotated, Any  # noqa: E402
+
+from fastapi import FastAPI, Query, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
+
+from sinerec.errors import ConfigError, SinerecError  # noqa: E402
+from sinerec.ids import plain_id, show_id  # noqa: E402
+from sinerec.recommend import (  # noqa: E402
     Recommendation,
     RecommendedItem,
     Recommender,
@@ -55,8 +59,8 @@ from sinerec.recommend import (
     RequestError,
     UnknownItemError,
 )
-from sinerec.retrieval import IndexSettings, ItemIndex
-from sinerec.serve_guard import BodyLimit, TrustedHosts, is_loopback, trusted_hosts
+from sinerec.retrieval import IndexSettings, ItemIndex  # noqa: E402
+from sinerec.serve_guard import BodyLimit, TrustedHosts, is_loopback, trusted_hosts  # noqa: E402
 
 if TYPE_CHECKING:
     from sinerec.runs import LoadedRun

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sinerec import job, runs
+from sinerec import job, runs, runtime
 from sinerec.benchmark.plan import RunSpec
 from sinerec.config import Config, load_config
 from sinerec.errors import SinerecError
@@ -197,6 +197,7 @@ def _start_child(spec: RunSpec, prepared: Prepared, data_dir: Path) -> subproces
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
     if spec.config.train.threads:
         env["OMP_NUM_THREADS"] = str(spec.config.train.threads)
+    runtime.prefer_passive_wait(env)  # the child imports torch at once; the user's OMP_WAIT_POLICY wins
     spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(spec.log_path, "a") as log:
         return subprocess.Popen([sys.executable, "-c", _CHILD, payload], stdout=log, stderr=subprocess.STDOUT, env=env)

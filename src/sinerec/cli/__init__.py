@@ -7,16 +7,20 @@ lists them in the order ``sinerec --help`` shows them.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import sys
+from sinerec import runtime
 
-from sinerec.cli import benchmark, config, data, evaluate, explain, predict, serving, train, tune
-from sinerec.cli.common import HelpFormatter, walk_parsers
-from sinerec.cli.serving import format_recommendation
-from sinerec.cli.train import format_metrics_table
-from sinerec.errors import SinerecError
+runtime.prefer_passive_wait()  # before anything imports torch: OpenMP reads it once (sinerec.runtime)
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from sinerec.cli import benchmark, config, data, evaluate, explain, predict, serving, train, tune  # noqa: E402
+from sinerec.cli.common import HelpFormatter, walk_parsers  # noqa: E402
+from sinerec.cli.serving import format_recommendation  # noqa: E402
+from sinerec.cli.train import format_metrics_table  # noqa: E402
+from sinerec.errors import SinerecError  # noqa: E402
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "ConsoleHandler", "build_parser", "configure_logging", "describe_os_error",
            "format_metrics_table", "format_recommendation", "main"]

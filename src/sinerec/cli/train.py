@@ -47,7 +47,8 @@ def register(sub: Any) -> None:
     p.add_argument("--lr", type=float, help=f"train.lr: learning rate {from_model}")
     p.add_argument("--seed", type=int, help=f"train.seed: the random seed {from_model}")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: the CPUs "
+                   "not busy elsewhere at start, see sinerec.runtime; OMP_NUM_THREADS also sets it)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step (train.compile)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set model_params.num_concepts=100 --set train.patience=5")

@@ -1,0 +1,104 @@
+"""benchmarks/speed: speed.py's quick mode runs and its fractions are the rate times FLOPs over the measured
+peak; the CUDA path refuses clearly without CUDA; contention.py's summary is exact."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
+
+
+def run(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """benchmarks/speed/NAME run as ``python NAME ARGS`` in this process; its exit code."""
+    monkeypatch.setattr(sys, "argv", [str(SPEED / name), *args])
+    monkeypatch.syspath_prepend(str(SPEED))
+    try:
+        runpy.run_path(str(SPEED / name), run_name="__main__")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    return 0
+
+
+def test_speed_quick_measures_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        code = run("speed.py", ["--quick", "--models", "mostpop,sine,sasrec", "--batches", "16,32", "--steps", "1",
+                                "--repeats", "1", "--out", str(tmp_path)], monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    doc = json.loads((tmp_path / "speed.json").read_text())
+    rows = doc["rows"]
+    assert [(r["model"], r["precision"], r["batch"]) for r in rows] == [
+        (m, p, b) for m in ("mostpop", "sine", "sasrec") for p in ("float32", "bf16") for b in (16, 32)]
+    assert {r["status"] for r in rows if r["model"] == "mostpop"} == {"no trainable parameters"}
+    for r in rows:
+        if r["model"] == "mostpop":
+            continue
+        assert r["status"] == "ok" and r["load"] == 0 and r["steps"] == 1
+        assert r["examples_per_second"] > 0 and r["flops_per_example"] > 0
+        peak = r["gemm_peak_flops"]  # timed just before the row
+        assert peak > 0 and r["fraction_of_peak"] == round(r["examples_per_second"] * r["flops_per_example"] / peak, 4)
+        assert ("eval_users_per_second" in r) == (r["precision"] == "float32" and r["batch"] == 16)
+    # the same first batch under float32 and bf16: autocast changes the precision, not the FLOPs
+    for model in ("sine", "sasrec"):
+        for batch in (16, 32):
+            flops = {r["flops_per_example"] for r in rows if r["model"] == model and r["batch"] == batch}
+            assert len(flops) == 1
+    assert doc["gemm_peak_gflops"]["float32"] == round(doc["gemm_peak_flops"]["float32"] / 1e9, 2)
+    table = (tmp_path / "speed.md").read_text()
+    assert "| 0 | sine | bf16 | 32 |" in table and "no trainable parameters" in table
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_speed_cuda_without_cuda_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("speed.py", ["--quick", "--device", "cuda", "--out", str(tmp_path)], monkeypatch) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("speed.py: error: --device cuda: CUDA is not available")
+    assert not (tmp_path / "speed.json").exists()
+
+
+def test_contention_summary_is_median_and_ratio_to_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(SPEED))
+    import contention
+
+    rows = [{"variant": v, "load": n, "examples_per_second": x} for v, n, x in [
+        ("old", 0, 1000), ("old", 0, 1200), ("old", 0, 900), ("old", 2, 200), ("old", 2, 250), ("old", 2, 100),
+        ("new", 0, 1100), ("new", 0, 1000), ("new", 0, 1050), ("new", 2, 400), ("new", 2, 380), ("new", 2, 500)]]
+    assert contention.summarise(rows, ["old", "new"], [0, 2]) == {
+        "old": {"load0": {"median_examples_per_second": 1000, "ratio_to_idle": 1.0},
+                "load2": {"median_examples_per_second": 200, "ratio_to_idle": 0.2}},
+        "new": {"load0": {"median_examples_per_second": 1050, "ratio_to_idle": 1.0},
+                "load2": {"median_examples_per_second": 400, "ratio_to_idle": 0.381}}}
+    assert contention.find_key({"a": {"machine": {"torch_threads": 3}}}, "torch_threads") == 3
+    env = contention.clean_env()
+    assert not {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "SINEREC_PROCESS_DEFAULTS"} & set(env)
+    assert contention.VARIANTS["old"] == {"SINEREC_PROCESS_DEFAULTS": "0"} and contention.VARIANTS["new"] == {}
+
+
+def test_contention_refuses_an_unknown_variant(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("contention.py", ["--variants", "old,fast"], monkeypatch) == 2
+    assert "--variants: unknown ['fast']" in capsys.readouterr().err
+
+
+def test_contention_summarises_logged_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{"repeat": i, "load": n, "variant": "new", "examples_per_second": x, "seconds": 1.0, "torch_threads": t,
+             "loadavg_before": None} for i, n, x, t in [(0, 0, 600, 2), (1, 0, 800, 2), (0, 2, 300, 1), (1, 2, 200, 1)]]
+    log = tmp_path / "log.txt"
+    log.write_text("starting\n" + "".join(json.dumps(r) + "\n" for r in rows))
+    assert run("contention.py", ["--rows", str(log), "--out", str(tmp_path), "--variants", "old,new"],
+               monkeypatch) == 0
+    doc = json.loads((tmp_path / "contention.json").read_text())
+    assert doc["rows"] == rows and doc["repeats_done"] == {"new": {"0": 2, "2": 2}}
+    assert doc["summary"] == {"new": {"load0": {"median_examples_per_second": 700, "ratio_to_idle": 1.0},
+                                      "load2": {"median_examples_per_second": 250, "ratio_to_idle": 0.357}}}
+    assert "| new | 2 | 250 | 0.357 | 1 |" in (tmp_path / "contention.md").read_text()
