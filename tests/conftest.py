@@ -37,6 +37,16 @@ def shared_dataset(name: str, root: Path | None = None) -> Path:
     return folder
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate ``proc`` (a server under test), kill it if it has not exited within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket
@@ -95,9 +105,4 @@ def serve_process(run_dir: Path, *extra_args: str, timeout: float = 90.0) -> Ite
                 time.sleep(0.2)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)

@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # recent Starlette deprecates its httpx-based T
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import free_port, train_run  # noqa: E402
+from conftest import free_port, stop_process, train_run  # noqa: E402
 
 from sinerec.cli import main  # noqa: E402
 from sinerec.data.synthetic import planted_concepts  # noqa: E402
@@ -225,12 +225,7 @@ def uvicorn_factory(env: dict[str, str], workers: int, log_path: Path, timeout: 
                 time.sleep(0.3)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
 
 
 def test_two_uvicorn_workers_answer_as_one_process_and_sum_their_metrics(run_dir, index_dir, tmp_path):

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import free_port, train_run
+from conftest import free_port, stop_process, train_run
 
 pytest.importorskip("fastapi", reason="the server needs fastapi and uvicorn (pip install 'sinerec[serve]')")
 httpx = pytest.importorskip("httpx", reason="the tests talk HTTP with httpx (pip install 'sinerec[serve]')")
@@ -223,12 +223,7 @@ def server(run_dir):
         banner = next(line for line in log_path.read_text().splitlines() if "serving" in line)
         yield f"http://127.0.0.1:{port}", banner, log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_banner_comes_after_the_socket_is_bound(server):
