@@ -135,6 +135,13 @@ def test_isolated_runs_measure_memory_and_resume(prepared, tmp_path):
     again = run_benchmark(["mostpop"], **run)  # finished: reused, not redone
     assert (tmp_path / "runs" / "mostpop-seed3" / "benchmark.json").stat().st_mtime_ns == stamp
     assert again.document["summary"] == first.document["summary"]
+    # a run saved by an earlier version, before a setting existed, ran with its default: still reused
+    config_path = tmp_path / "runs" / "mostpop-seed3" / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["train"]["optimizer"]
+    config_path.write_text(json.dumps(saved))
+    run_benchmark(["mostpop"], **run)
+    assert (tmp_path / "runs" / "mostpop-seed3" / "benchmark.json").stat().st_mtime_ns == stamp
     with pytest.raises(SinerecError, match="other settings"):
         run_benchmark(["mostpop"], **{**run, "overrides": TINY + ["eval.batch_size=7"]})
 

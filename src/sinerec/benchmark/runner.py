@@ -165,7 +165,8 @@ def finished_record(spec: RunSpec, prepared: Prepared) -> dict[str, Any] | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    saved = json.loads((spec.run_dir / runs.CONFIG).read_text())
+    # read back through the settings tree: a run saved before a setting existed ran with its default
+    saved = load_config(json.loads((spec.run_dir / runs.CONFIG).read_text())).to_dict()
     same_data = (record["dataset_fingerprint"], record["split_fingerprint"]) == \
         (prepared.data.fingerprint(), prepared.split.fingerprint)
     if comparable(saved) != comparable(spec.config.to_dict()) or not same_data:
