@@ -315,7 +315,7 @@ def test_a_registered_backend_reaches_the_cli_build_load_and_the_shared_suite(to
     with pytest.raises(SystemExit):
         parser.parse_args(["recommend", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert "{exact,torch,flat,ivf,hnsw,toy}" in shown and "toy: numpy brute force" in shown
+    assert "{exact,torch,flat,ivf,hnsw,factory,toy}" in shown and "toy: numpy brute force" in shown
     assert "--seed" not in shown  # only the fields marked for the command line become flags
     index = build_index(vectors[0], IndexSettings("toy", seed=3))
     assert isinstance(index, NumpyIndex) and index.settings.describe() == {"backend": "toy", "seed": 3}

@@ -102,7 +102,7 @@ def _integer_options() -> set[str]:
     params = inspect.signature(create_app).parameters.values()
     annotated = {p.name for p in params
                  if p.annotation is int or "int" in str(p.annotation).replace(" ", "").split("|")}
-    return annotated | {f.name for f in fields(IndexSettings) if f.name != "backend"} | {"threads"}
+    return annotated | {f.name for f in fields(IndexSettings) if isinstance(f.default, int)} | {"threads"}
 
 
 def _value(name: str, text: str, default: Any, integers: set[str]) -> Any:

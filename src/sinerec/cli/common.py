@@ -108,7 +108,7 @@ def add_index_args(p: argparse.ArgumentParser, saved: bool = True) -> None:
                    help=f"{'; '.join(kinds)} (default exact)")
     for option in index_options():
         # search-time settings stay unset so that a loaded --index keeps its saved values unless given
-        g.add_argument(f"--{option.name.replace('_', '-')}", type=int,
+        g.add_argument(f"--{option.name.replace('_', '-')}", type=type(option.default),
                        default=None if option.search_time else option.default, help=option.help)
 
 

@@ -4,6 +4,7 @@
 - :mod:`sinerec.retrieval.registry`: the backend table, :class:`IndexSettings`, build / save / load.
 - :mod:`sinerec.retrieval.torch_index`: ``torch`` (alias ``exact``, the default): the evaluator's ranking.
 - :mod:`sinerec.retrieval.faiss_index`: ``flat``, ``ivf``, ``hnsw``: Faiss, the declared alternatives.
+- :mod:`sinerec.retrieval.faiss_factory`: ``factory``: any Faiss index-factory string (IVF-PQ, OPQ, ...).
 """
 
 from sinerec.retrieval.base import ItemIndex, items_fingerprint, merge_multi, recall_at_k, vectors_fingerprint

@@ -94,6 +94,15 @@ class ItemIndex:
         fingerprint is recomputed from them, never taken from its header."""
         raise NotImplementedError
 
+    def payload_fingerprint(self) -> str:
+        """The fingerprint of the indexed vectors as the payload proves it: by default
+        :func:`items_fingerprint` of :meth:`stored_items` (checked for shape (M, D), else ValueError); a
+        backend whose payload does not hold the exact vectors overrides it with its own check."""
+        stored = self.stored_items()
+        if stored.shape != (self.num_items, self.dim):
+            raise ValueError(f"the stored vectors have shape {stored.shape}, expected {(self.num_items, self.dim)}")
+        return items_fingerprint(stored)
+
     def with_search_settings(self, nprobe: int | None = None, ef_search: int | None = None) -> ItemIndex:
         """This index with other search-time settings (the built structure is shared, not copied)."""
         settings = self.settings

@@ -9,14 +9,16 @@ an approximate backend is exact (the shared test suite runs every entry with tho
 
 ``exact`` (the default) is an alias of ``torch``: the offline evaluator's own ranking
 (:mod:`sinerec.retrieval.torch_index`). The Faiss backends are the declared alternatives: ``flat`` exact,
-``ivf`` and ``hnsw`` approximate (:mod:`sinerec.retrieval.faiss_index`).
+``ivf`` and ``hnsw`` approximate (:mod:`sinerec.retrieval.faiss_index`); ``factory`` any Faiss index-factory
+string (:mod:`sinerec.retrieval.faiss_factory`), approximate unless the string is exact.
 
 Saved indexes are folders, written to a temporary folder and renamed into place (a failed save leaves the
 old index as it was):
 
     INDEX/index.json    header: format, backend, settings, dim, num_items, fingerprint of the indexed
                         vectors (recomputed from the payload on load: an edited header is refused)
-    INDEX/...           the backend's payload (index.faiss, or vectors.npy for torch)
+    INDEX/...           the backend's payload (index.faiss, or vectors.npy for torch; factory adds
+                        payload.json, its fingerprint bound to index.faiss, since quantised codes are not the vectors)
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 
 from sinerec.errors import ConfigError, SinerecError
-from sinerec.retrieval.base import FORMAT, ItemIndex, as_float32, items_fingerprint, vectors_fingerprint
+from sinerec.retrieval.base import FORMAT, ItemIndex, as_float32, vectors_fingerprint
+from sinerec.retrieval.faiss_factory import build_factory, load_factory
 from sinerec.retrieval.faiss_index import build_flat, build_hnsw, build_ivf, load_faiss
 from sinerec.retrieval.torch_index import TorchIndex
 
@@ -39,7 +42,7 @@ __all__ = ["ALIASES", "BACKENDS", "BackendSpec", "IndexOption", "IndexSettings",
            "index_options", "load_index", "register_backend"]
 
 
-def _option(default: int, help: str, search_time: bool = False, cli: bool = True) -> Any:
+def _option(default: int | str, help: str, search_time: bool = False, cli: bool = True) -> Any:
     """A setting's default and its CLI flag: ``search_time`` ones can be changed on a loaded index."""
     return field(default=default, metadata={"help": help, "search_time": search_time, "cli": cli})
 
@@ -51,6 +54,7 @@ class IndexSettings:
     :attr:`BackendSpec.settings`."""
 
     backend: str = "exact"  # a name of backend_names()
+    factory: str = _option("Flat", "a Faiss index-factory string, e.g. 'OPQ16,IVF4096,PQ16'")
     nlist: int = _option(1024, "k-means cells")  # ivf: clipped to M
     nprobe: int = _option(32, "cells visited per query", search_time=True)
     hnsw_m: int = _option(32, "links per node")
@@ -66,6 +70,8 @@ class IndexSettings:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"index.{key}: must be an integer >= 1, got {value!r}")
+        if not isinstance(self.factory, str) or not self.factory.strip():
+            raise ConfigError(f"index.factory: must be a Faiss index-factory string, got {self.factory!r}")
 
     def describe(self) -> dict[str, Any]:
         """The settings that matter for this backend (for headers, logs and benchmark tables)."""
@@ -99,7 +105,7 @@ class BackendSpec:
     exact: bool
     needs_faiss: bool = False
     settings: tuple[str, ...] = ()
-    exact_settings: tuple[Mapping[str, int], ...] = ({},)
+    exact_settings: tuple[Mapping[str, int | str], ...] = ({},)
 
 
 BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
@@ -111,6 +117,11 @@ BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
     BackendSpec("hnsw", "Faiss, approximate", build_hnsw, load_faiss, exact=False, needs_faiss=True,
                 settings=("hnsw_m", "ef_construction", "ef_search"),
                 exact_settings=({"hnsw_m": 8, "ef_construction": 64, "ef_search": 256},)),
+    BackendSpec("factory", "Faiss index-factory string (--factory), approximate unless exact", build_factory,
+                load_factory, exact=False, needs_faiss=True,
+                settings=("factory", "nprobe", "ef_search", "train_size", "seed"),
+                exact_settings=({"factory": "Flat"}, {"factory": "IVF4,Flat", "nprobe": 4},
+                                {"factory": "HNSW8", "ef_search": 256})),
 )}
 
 ALIASES = {"exact": "torch"}  # resolved when an index is built: its header names the backend itself
@@ -136,7 +147,7 @@ class IndexOption:
     """An IndexSettings field offered as a command-line flag."""
 
     name: str  # the field; the flag is --name with dashes
-    default: int
+    default: int | str
     help: str  # "<backends>: <what> (default <default>)"
     search_time: bool  # left unset on the command line, so that a loaded index keeps its saved value
 
@@ -148,7 +159,7 @@ def index_options() -> list[IndexOption]:
         if not f.metadata.get("cli"):
             continue
         default = f.default
-        assert isinstance(default, int)
+        assert isinstance(default, (int, str))
         users = [name for name, spec in BACKENDS.items() if f.name in spec.settings]
         options.append(IndexOption(f.name, default, f"{', '.join(users)}: {f.metadata['help']} (default {default})",
                                    f.metadata["search_time"]))
@@ -184,13 +195,12 @@ def load_index(path: str | Path, expected_fingerprint: str | None = None, nprobe
         raise SinerecError(f"{path}: index backend {settings.backend!r} is not a built index's backend")
     try:
         index = BACKENDS[settings.backend].load(path, settings, claimed)
-        stored = index.stored_items()
+        if index.num_items != num_items or index.dim != dim:
+            raise SinerecError(f"{path}: index.json says M={num_items}, D={dim} but the stored index differs")
+        actual = index.payload_fingerprint()
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise SinerecError(f"{path}: the stored index cannot be read ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from exc
-    if index.num_items != num_items or index.dim != dim or stored.shape != (num_items, dim):
-        raise SinerecError(f"{path}: index.json says M={num_items}, D={dim} but the stored index differs")
-    actual = items_fingerprint(stored)
     if actual != claimed:
         raise SinerecError(f"{path}: index.json claims fingerprint {claimed} but the stored vectors have "
                            f"{actual}: the folder was edited or mixed; rebuild it with `sinerec index build`")
