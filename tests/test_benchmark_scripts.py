@@ -32,11 +32,11 @@ def run_script(name: str, *args: str, monkeypatch) -> int:
 
 def test_every_script_is_covered():
     # a new script joins the --help smoke test below; this list makes adding one a visible decision
-    assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "render_readme.py", "reproduce_sine_ml1m.py",
-                       "rescore_history.py", "scaling.py", "serve_load.py", "serve_workers.py",
-                       "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
-                       "speed/contention.py", "speed/speed.py", "taobao-scale/measure_ingest.py",
-                       "taobao-scale/measure_ranks.py"]
+    assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "index_factory.py", "render_readme.py",
+                      "reproduce_sine_ml1m.py", "rescore_history.py", "scaling.py", "serve_load.py",
+                      "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
+                      "speed/contention.py", "speed/speed.py", "taobao-scale/measure_ingest.py",
+                      "taobao-scale/measure_ranks.py"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
