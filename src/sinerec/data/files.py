@@ -6,9 +6,10 @@ Every function raises :class:`~sinerec.errors.SinerecError` naming the path for 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import BinaryIO
@@ -25,19 +26,26 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _DATA_SUFFIXES = (".gz", ".parquet", ".pq", ".csv", ".tsv", ".tab", ".txt", ".inter")
 
 
-def load_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it is gzip data, without a UTF-8 byte order mark.
-
-    gzip is detected from the magic bytes, so the suffix does not matter.
-    """
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn the OSError of opening or reading ``path`` into one SinerecError naming the file and the reason."""
     try:
-        raw = path.read_bytes()
+        yield
     except FileNotFoundError:
         raise SinerecError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise SinerecError(f"{path}: is a folder, expected a file") from None
     except OSError as exc:
         raise SinerecError(f"{path}: cannot read: {exc}") from exc
+
+
+def load_bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it is gzip data, without a UTF-8 byte order mark.
+
+    gzip is detected from the magic bytes, so the suffix does not matter.
+    """
+    with _readable(path):
+        raw = path.read_bytes()
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
@@ -50,14 +58,8 @@ def load_bytes(path: Path) -> bytes:
 
 def open_data(path: Path) -> BinaryIO:
     """The file opened for reading, through a gunzipping stream when it holds gzip data (magic bytes)."""
-    try:
+    with _readable(path):
         raw: BinaryIO = open(path, "rb")  # noqa: SIM115 (returned to the caller, who closes it)
-    except FileNotFoundError:
-        raise SinerecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SinerecError(f"{path}: is a folder, expected a file") from None
-    except OSError as exc:
-        raise SinerecError(f"{path}: cannot read: {exc}") from exc
     if raw.read(2) == _GZIP_MAGIC:
         raw.close()
         return gzip.open(path, "rb")  # type: ignore[return-value]
