@@ -3,7 +3,9 @@
 Trains SINE with the paper's settings (D 128, T 20, K 4, L 50, lambda 0.5, tau 0.1, Adam 1e-3) for each
 variant and seed, each run in its own process (``--jobs`` at a time, ``--threads`` torch threads each), and
 writes ``results.json`` and ``results.md`` (mean and standard deviation over seeds of test HR@10, NDCG@10,
-HR@50, NDCG@50; epochs, seconds per epoch, training examples per second) into ``--out``.
+HR@50, NDCG@50; epochs, seconds per epoch, training examples per second) into ``--out``. Rows of variants
+already in ``--out/results.json`` and not run this time are kept, with the command that produced them
+(``earlier``), so a variant can be added without rerunning the others.
 
     python benchmarks/reproduce_sine_ml1m.py --data-dir ../shared/data/ml-1m --out benchmarks/sine-ml1m
 
@@ -79,9 +81,28 @@ def summarise_rows(rows: list[dict], variants: list[str]) -> dict:
     return summary
 
 
+def keep_earlier(args: argparse.Namespace, result: dict) -> dict:
+    """``result`` plus the rows of ``--out/results.json`` for variants not run now, and that file's
+    command, date and settings under ``earlier`` (one entry per earlier invocation)."""
+    previous_file = Path(args.out) / "results.json"
+    if not previous_file.exists():
+        return result
+    previous = json.loads(previous_file.read_text())
+    kept = [r for r in previous["rows"] if r["variant"] not in args.variants]
+    if not kept:
+        return result
+    variants = list(dict.fromkeys(r["variant"] for r in kept)) + list(args.variants)
+    rows = kept + result["rows"]
+    meta = {k: previous[k] for k in ("date", "command", "machine", "wall_seconds", "settings") if k in previous}
+    earlier = [e for e in previous.get("earlier", []) if set(e["variants"]) & set(variants)]
+    earlier.append({**meta, "variants": sorted({r["variant"] for r in kept} - {v for e in earlier for v in e["variants"]})})
+    return {"rows": rows, "summary": summarise_rows(rows, variants), "earlier": earlier}
+
+
 def write_report(args: argparse.Namespace, result: dict, wall: float) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    result = keep_earlier(args, result)
     machine = {"cpus": os.cpu_count(), "gpu": None, "python": platform.python_version(),
                "platform": platform.platform(), "jobs": args.jobs, "threads_per_job": args.threads}
     try:
@@ -108,6 +129,12 @@ def write_report(args: argparse.Namespace, result: dict, wall: float) -> None:
         f"- Settings: D 128, T 20, K 4, L 50, lambda 0.5, tau 0.1, Adam 1e-3, batch {args.batch_size}, full "
         f"softmax, early stopping on validation NDCG@10 with patience {args.patience}; seeds "
         f"{', '.join(map(str, args.seeds))}. Extra: {', '.join(args.set) or 'none'}.",
+    ]
+    for earlier in result.get("earlier", []):
+        lines.append(f"- Variants {', '.join(earlier['variants'])}: kept from {earlier['date']}, "
+                     f"`{earlier['command']}` ({earlier['settings']['batch_size']} batch, "
+                     f"{earlier['settings']['epochs']} epochs at most).")
+    lines += [
         "",
         "Test metrics in %, mean ± sample standard deviation over seeds:",
         "",

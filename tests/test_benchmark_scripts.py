@@ -35,7 +35,8 @@ def test_every_script_is_covered():
     assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "index_factory.py", "render_readme.py",
                       "reproduce_sine_ml1m.py", "rescore_history.py", "scaling.py", "serve_load.py",
                       "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
-                      "speed/contention.py", "speed/speed.py", "taobao-scale/measure_ingest.py",
+                      "speed/bf16-accuracy/summarise.py", "speed/contention.py", "speed/fusion.py",
+                      "speed/speed.py", "taobao-scale/measure_ingest.py",
                       "taobao-scale/measure_ranks.py"]
 
 
@@ -57,6 +58,29 @@ def test_reproduce_summary_uses_the_sample_standard_deviation(monkeypatch):
     mean, sd = summary["test HR@10"]
     assert mean == pytest.approx(20.0) and sd == pytest.approx(10.0)  # sample sd of 10, 20, 30 (population: 8.16)
     assert summary["epochs"] == 2
+
+def test_reproduce_keeps_the_rows_of_variants_it_did_not_run(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import argparse
+
+    import reproduce_sine_ml1m as script
+
+    def row(variant: str, v: float) -> dict:
+        return {"variant": variant, "test": {m: v for m in script.REPORTED}, "valid": {m: v for m in script.REPORTED},
+                "epochs": 2, "best_epoch": 2, "seconds": 10.0, "seconds_per_epoch": 5.0, "examples_per_second": 1.0}
+
+    earlier = {"date": "2026-01-01", "command": "old command", "settings": {"batch_size": 256, "epochs": 2},
+               "rows": [row("paper", 0.1), row("official", 0.2), row("paper-cosine", 0.9)]}
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    args = argparse.Namespace(out=str(tmp_path), variants=["paper-cosine"])
+    new = {"rows": [row("paper-cosine", 0.3)], "summary": {}}
+    merged = script.keep_earlier(args, new)
+    assert [r["variant"] for r in merged["rows"]] == ["paper", "official", "paper-cosine"]  # the old cosine row replaced
+    assert merged["summary"]["paper-cosine"]["test HR@10"][0] == pytest.approx(30.0)
+    assert merged["summary"]["paper"]["test HR@10"][0] == pytest.approx(10.0)
+    assert merged["earlier"] == [{"date": "2026-01-01", "command": "old command",
+                                  "settings": {"batch_size": 256, "epochs": 2}, "variants": ["official", "paper"]}]
+
 
 
 @pytest.mark.slow

@@ -102,3 +102,59 @@ def test_contention_summarises_logged_rows(tmp_path: Path, monkeypatch: pytest.M
     assert doc["summary"] == {"new": {"load0": {"median_examples_per_second": 700, "ratio_to_idle": 1.0},
                                       "load2": {"median_examples_per_second": 250, "ratio_to_idle": 0.357}}}
     assert "| new | 2 | 250 | 0.357 | 1 |" in (tmp_path / "contention.md").read_text()
+
+
+def test_fusion_quick_interleaves_and_reports_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = torch.get_num_threads()
+    try:
+        code = run("fusion.py", ["--quick", "--modes", "eager", "--steps", "1", "--rounds", "2", "--batch", "32",
+                                 "--out", str(tmp_path)], monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    doc = json.loads((tmp_path / "fusion.json").read_text())
+    assert set(doc["timings"]) == {"eager/float32", "eager/bf16"}
+    assert all(len(v) == 2 and min(v) > 0 for v in doc["timings"].values())  # two interleaved rounds each
+    base = sorted(doc["timings"]["eager/float32"])
+    assert doc["summary"]["eager/float32"] == {"examples_per_second": round(sum(base) / 2, 1), "vs_eager_float32": 1.0}
+    assert "| eager | bf16 |" in (tmp_path / "fusion.md").read_text()
+
+
+def test_fusion_summary_is_medians_over_eager_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(SPEED))
+    import fusion
+
+    summary = fusion.summarise({"eager/float32": [100.0, 300.0, 200.0], "compile/bf16": [500.0, 900.0, 400.0]})
+    assert summary == {"eager/float32": {"examples_per_second": 200.0, "vs_eager_float32": 1.0},
+                       "compile/bf16": {"examples_per_second": 500.0, "vs_eager_float32": 2.5}}
+    assert fusion.summarise({"compile/bf16": [1.0]})["compile/bf16"]["vs_eager_float32"] is None
+
+
+def test_fusion_refuses_an_unknown_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("fusion.py", ["--quick", "--modes", "jit", "--out", str(tmp_path)], monkeypatch) == 2
+    assert "unknown modes or precisions: ['jit']" in capsys.readouterr().err
+
+
+def test_bf16_accuracy_summary_applies_the_spread_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    summarise = types.SimpleNamespace(**runpy.run_path(str(SPEED / "bf16-accuracy" / "summarise.py")))
+
+    def doc(valid_mean: float, valid_std: float) -> dict:
+        stat = {"mean": 0.1, "std": 0.001}
+        return {"summary": {"sine": {"n_seeds": 3, "valid": {"NDCG@10": {"mean": valid_mean, "std": valid_std}},
+                                     "test": {"NDCG@10": stat, "HR@10": stat},
+                                     "examples_per_second": {"mean": 1000.0, "std": 1.0}}}}
+
+    f32, bf16 = tmp_path / "f32", tmp_path / "bf16"
+    for folder, name, d in ((f32, "ml-1m-both", doc(0.1300, 0.0017)), (bf16, "ml-1m-bf16", doc(0.1285, 0.0010)),
+                            (f32, "amazon-beauty-both", doc(0.0650, 0.0005)),
+                            (bf16, "amazon-beauty-bf16", doc(0.0640, 0.0006))):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "results.json").write_text(json.dumps(d))
+    text = summarise.summarise(bf16, f32)
+    assert "- ml-1m: validation NDCG@10 bf16 - float32 = -0.15 points: **within**" in text  # 0.15 <= 0.17
+    assert "- amazon-beauty: validation NDCG@10 bf16 - float32 = -0.10 points: **outside**" in text  # 0.10 > 0.06
+    assert summarise.within_spread({"mean": 0.5, "std": 0.2}, {"mean": 0.3, "std": 0.1})  # bf16's own sd widens
+    assert not summarise.within_spread({"mean": 0.5, "std": 0.1}, {"mean": 0.3, "std": 0.1})

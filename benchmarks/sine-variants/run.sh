@@ -15,8 +15,8 @@ DATA=${DATA:-../shared/data}
 budget=(--set train.max_steps_per_epoch=1000 --set train.epochs=4 --set train.patience=4)
 declare -A variant=(
   [literal]="--set model_params.variant=paper"
-  [eq3]="--set model_params.assign_logits=cosine"
-  [eq7]="--set model_params.aggregate_logits=cosine"
+  [eq3]="--set model_params.variant=paper --set model_params.assign_logits=cosine"
+  [eq7]="--set model_params.variant=paper --set model_params.aggregate_logits=cosine"
   [both]="--set model_params.variant=paper-cosine"
 )
 for dataset in ml-1m amazon-beauty; do

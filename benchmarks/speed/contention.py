@@ -10,7 +10,7 @@ Variants of sinerec's own process settings:
 
 - ``old``: OpenMP's and torch's defaults (``SINEREC_PROCESS_DEFAULTS=0``: spinning waits, all cores);
 - ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` with torch's default thread count;
-- ``new``: sinerec's defaults (``sinerec.runtime``: passive waits, threads = CPUs not busy elsewhere).
+- ``new``: sinerec's defaults (``sinerec.runtime``: passive waits, threads = the usable CPUs).
 
 Writes ``OUT/contention.json`` (every measurement, medians, ratios loaded/idle, machine, command, date) and
 ``OUT/contention.md``. Usage (from the repository root; about 10 minutes on 2 cores)::

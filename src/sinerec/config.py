@@ -94,7 +94,7 @@ class TrainConfig:
     sampler_power: float = 1.0  # popularity sampler: p ~ count ** power
     seed: int = 2021
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # torch CPU threads (None: CPUs not busy elsewhere, sinerec.runtime)
+    threads: int | None = None  # torch CPU threads (None: the usable CPUs, sinerec.runtime)
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, tests)
     progress: bool = True
     amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off

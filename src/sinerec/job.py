@@ -74,7 +74,7 @@ def tune_malloc() -> None:
 
 def apply_process_settings(config: Config) -> None:
     """The process-wide state a training job sets: allocator tuning, torch's thread count (``train.threads``,
-    when given; else, unless ``OMP_NUM_THREADS`` is set, the CPUs not busy elsewhere now:
+    when given; else, unless ``OMP_NUM_THREADS`` is set, the usable CPUs:
     ``sinerec.runtime.apply_default_threads``) and torch's global seed (``train.seed``)."""
     tune_malloc()
     if config.train.threads:
@@ -82,7 +82,7 @@ def apply_process_settings(config: Config) -> None:
     else:
         chosen = runtime.apply_default_threads(None, torch.get_num_threads, torch.set_num_threads)
         if chosen is not None:
-            logger.debug("torch threads: %d (sinerec.runtime: usable CPUs less those busy elsewhere)", chosen)
+            logger.debug("torch threads: %d (sinerec.runtime: the usable CPUs)", chosen)
     torch.manual_seed(config.train.seed)
 
 

@@ -1,16 +1,18 @@
 """Process-wide defaults that keep sinerec fast on a busy machine: OpenMP's wait policy and torch's threads.
 
-Two defaults of PyTorch's CPU build collapse when other work shares the cores (issue 13): OpenMP threads
-*spin* at every barrier (``OMP_WAIT_POLICY`` unset), burning the time slices the other processes and this
-process's own straggling thread need; and torch takes every core even when other processes keep some of
-them busy, so each parallel region waits for a thread that is not running. sinerec's entry points (the
-``sinerec`` command, ``python -m sinerec``, the benchmark's child processes and the server) therefore:
+PyTorch's CPU build collapses when other work shares the cores (issue 13): its OpenMP threads *spin* at every
+barrier (``OMP_WAIT_POLICY`` unset), burning the time slices that the other processes and this process's own
+straggling thread need. sinerec's entry points (the ``sinerec`` command, ``python -m sinerec``, the
+benchmark's child processes and the server) therefore set ``OMP_WAIT_POLICY=PASSIVE``
+(:func:`prefer_passive_wait`) before torch is first imported, unless the user set it (OpenMP reads it once,
+when torch loads it).
 
-- set ``OMP_WAIT_POLICY=PASSIVE`` (:func:`prefer_passive_wait`) before torch is first imported, unless the
-  user set ``OMP_WAIT_POLICY``: OpenMP reads it once, when torch loads it;
-- choose torch's intra-op threads at the start of a training job (:func:`default_threads`) unless the user
-  set them (``--threads``, ``train.threads`` or ``OMP_NUM_THREADS``): the usable CPUs less those other
-  processes keep busy right now, at least 1, at most torch's own default (:func:`choose_threads`).
+Threads: a training job uses the CPUs this process may run on (its affinity mask, which torch's own default
+ignores under ``taskset`` or a cpuset), at most torch's default (:func:`default_threads`), unless the user set
+them (``--threads``, ``train.threads`` or ``OMP_NUM_THREADS``). It does *not* drop threads because other
+processes are busy: measured side by side on 2 cores (benchmarks/speed/quiet/), one thread next to two busy
+PyTorch jobs kept 25-28 % of its idle rate and two passive threads 39 %, and next to one busy job 53 % against
+77 %: the scheduler shares the CPUs between runnable threads, so giving up a thread gives up a share.
 
 ``SINEREC_PROCESS_DEFAULTS=0`` keeps OpenMP's and torch's own defaults (e.g. to measure them).
 """
@@ -18,12 +20,10 @@ them busy, so each parallel region waits for a thread that is not running. siner
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections.abc import Callable, MutableMapping
 
-__all__ = ["OPT_OUT_ENV", "apply_default_threads", "busy_elsewhere", "choose_threads", "default_threads",
-           "enabled", "prefer_passive_wait", "usable_cpus", "user_set_threads"]
+__all__ = ["OPT_OUT_ENV", "apply_default_threads", "choose_threads", "default_threads", "enabled",
+           "prefer_passive_wait", "usable_cpus", "user_set_threads"]
 
 #: set to 0 to keep OpenMP's and torch's own defaults
 OPT_OUT_ENV = "SINEREC_PROCESS_DEFAULTS"
@@ -46,10 +46,10 @@ def prefer_passive_wait(environ: MutableMapping[str, str] | None = None) -> bool
     return True
 
 
-def choose_threads(cpus: int, busy: float, ceiling: int) -> int:
-    """The intra-op threads for a process that may use ``cpus`` CPUs while other processes keep ``busy``
-    of them running: ``cpus - round(busy)``, at least 1 and at most ``ceiling`` (torch's default)."""
-    return max(1, min(ceiling, cpus - round(busy)))
+def choose_threads(cpus: int, ceiling: int) -> int:
+    """The intra-op threads for a process that may use ``cpus`` CPUs: ``cpus``, at least 1 and at most
+    ``ceiling`` (torch's default)."""
+    return max(1, min(ceiling, cpus))
 
 
 def usable_cpus() -> int:
@@ -60,30 +60,6 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def busy_elsewhere(samples: int = 3, interval: float = 0.01,
-                   read: Callable[[], str] | None = None) -> float:
-    """Runnable tasks other than this process's sampling thread: the median over ``samples`` readings of the
-    running count in ``/proc/loadavg`` (``4/112`` -> 4), less 1. Where that file is missing, the 1-minute
-    load average. A snapshot, not a forecast: it reflects the processes running when the job starts."""
-    def from_file() -> str:
-        with open("/proc/loadavg") as fh:
-            return fh.read()
-
-    reader = read or from_file
-    counts = []
-    try:
-        for i in range(samples):
-            if i:
-                time.sleep(interval)
-            counts.append(int(reader().split()[3].split("/")[0]))
-    except (OSError, IndexError, ValueError):
-        try:
-            return os.getloadavg()[0]
-        except (AttributeError, OSError):
-            return 0.0
-    return max(0.0, statistics.median(counts) - 1)
-
-
 def user_set_threads(configured: int | None, environ: MutableMapping[str, str] | None = None) -> bool:
     """Whether the user chose the thread count: ``train.threads``/``--threads`` or ``OMP_NUM_THREADS``."""
     env = os.environ if environ is None else environ
@@ -91,9 +67,8 @@ def user_set_threads(configured: int | None, environ: MutableMapping[str, str] |
 
 
 def default_threads(ceiling: int) -> int:
-    """:func:`choose_threads` for this machine now: usable CPUs less those busy elsewhere, capped by
-    ``ceiling`` (torch's default thread count)."""
-    return choose_threads(usable_cpus(), busy_elsewhere(), ceiling)
+    """:func:`choose_threads` for this process: its usable CPUs, capped by ``ceiling`` (torch's default)."""
+    return choose_threads(usable_cpus(), ceiling)
 
 
 class _Threads:
