@@ -229,12 +229,13 @@ def test_columnwise_preprocess_equals_the_reference(monkeypatch: pytest.MonkeyPa
 
 def test_sorted_codes_equal_pandas_sorted_factorize(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codes, "CHUNK_ROWS", 3)
-    for ids in (pd.Series([5, -2, 5, 9, -2, 0]), pd.Series(["b", "a", "c", "a"], dtype=object),
+    for ids in (pd.Series([5, -2, 5, 9, -2, 0]), pd.Series([5, 3, 5, 4, 3, 7, 6, 3]), pd.Series([-1, -3, -3, -1]),
+                pd.Series([2**62, 2**62 - 1]), pd.Series(["b", "a", "c", "a"], dtype=object),
                 pd.Series([3, "a", 1, "a"], dtype=object), pd.Series([], dtype=np.int64)):
         got, uniques = codes.sorted_codes(ids)
         want, want_uniques = pd.factorize(ids, sort=True)
         assert got.dtype == np.int32 and got.tolist() == want.tolist()
-        assert list(uniques) == list(want_uniques)
+        assert list(uniques) == list(want_uniques) and np.asarray(uniques).dtype == np.asarray(want_uniques).dtype
 
 
 def test_take_and_count_by_slices(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,3 +270,12 @@ def test_nothing_left_names_the_rows_read(tmp_path: Path) -> None:
     cfg = DataConfig(path=str(path), format="taobao", min_user_count=100)
     with pytest.raises(DataError, match=r"no interactions to train on \(3 read from .*log.csv; 0 left"):
         preprocess_source(cfg)
+
+
+def test_member_rows_of_a_categorical_and_of_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codes, "CHUNK_ROWS", 2)
+    values = ["pv", "buy", None, "cart", "pv"]
+    categorical = pd.Series(pd.Categorical(values, categories=["buy", "cart", "fav", "pv"]))
+    assert codes.member_rows(categorical, ["pv", "fav"]).tolist() == [True, False, False, False, True]
+    assert codes.member_rows(pd.Series(values, dtype=object), ["pv", "fav"]).tolist() == \
+        [True, False, False, False, True]

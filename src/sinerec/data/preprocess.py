@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sinerec.data.codes import count_codes, kcore_rows, sorted_codes, take_chunked
+from sinerec.data.codes import count_codes, kcore_rows, member_rows, sorted_codes, take_chunked
 from sinerec.data.frame import BEHAVIOR, ITEM, TIMESTAMP, USER, Interactions
 from sinerec.errors import ConfigError
 
@@ -149,7 +149,7 @@ def preprocess(data: Interactions, config: PreprocessConfig | None = None, relea
         return values
 
     if config.behaviors is not None and BEHAVIOR in ev.columns:
-        keep = read(BEHAVIOR).isin(list(config.behaviors)).to_numpy()
+        keep = member_rows(read(BEHAVIOR), list(config.behaviors))
         steps["behaviors"] = list(config.behaviors)
 
     # Dense codes for the original ids (ascending original ids, used for the final remap too).
