@@ -9,10 +9,13 @@ file (clean; with the bad line and --skip-bad-lines)::
         --set data.min_user_count=5 --set data.min_item_count=5 --json [--skip-bad-lines]
 
 (read, pv filter, iterative 5-core, order, id maps, CSR, fingerprint). Writes results.json and results.md
-next to this script. The generated files are deleted at the end unless --keep.
+next to this script. The generated files are deleted at the end unless --keep (a file already in --workdir
+from a --keep run is used again). Each run records the 1-minute load average before and after it (the machine
+is shared: a time under load says little) and a --label naming the code measured.
 
-    python benchmarks/taobao-scale/measure_ingest.py --rows 10000000 --engines old new
-    python benchmarks/taobao-scale/measure_ingest.py --rows 100000000 --engines new --append
+    python benchmarks/taobao-scale/measure_ingest.py --rows 10000000 --engines old new --label p5-ingest --append
+    python benchmarks/taobao-scale/measure_ingest.py --rows 100000000 --engines new --workdir /tmp/ingest100m \
+        --label p5-ingest --append
 """
 
 from __future__ import annotations
@@ -34,11 +37,9 @@ FILTERS = ["--set", 'data.behaviors=["pv"]', "--set", "data.min_user_count=5", "
 BAD_LINE = b"123,456,oops,pv\n"  # four fields: malformed
 
 
-def synth(rows: int, out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "sinerec", "data", "synth", "--rows", str(rows), "--items", str(rows // 25),
-           "--users", str(rows // 50), "--concepts", "1000", "--seed", "0", "--out", str(out), "--quiet"]
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    return cmd
+def synth_command(rows: int, out: Path) -> list[str]:
+    return [sys.executable, "-m", "sinerec", "data", "synth", "--rows", str(rows), "--items", str(rows // 25),
+            "--users", str(rows // 50), "--concepts", "1000", "--seed", "0", "--out", str(out), "--quiet"]
 
 
 def with_bad_line(src: Path, dst: Path) -> int:
@@ -58,9 +59,11 @@ def measure(src: str, path: Path, skip: bool) -> dict[str, object]:
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "sinerec", "data", "describe", "--path", str(path),
            "--format", "taobao", *FILTERS, "--json", *(["--skip-bad-lines"] if skip else [])]
     env = {**os.environ, "PYTHONPATH": src, "OMP_WAIT_POLICY": "PASSIVE"}
+    load_before = round(os.getloadavg()[0], 2)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    load = {"load_before": load_before, "load_after": round(os.getloadavg()[0], 2)}
     if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
+        return {"error": proc.stderr[-2000:], **load}
     wall = re.search(r"Elapsed \(wall clock\) time .*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     assert wall and rss, proc.stderr
@@ -69,7 +72,8 @@ def measure(src: str, path: Path, skip: bool) -> dict[str, object]:
     warned = [ln for ln in proc.stderr.splitlines() if "skipped" in ln and "malformed" in ln]
     return {"wall_s": round(seconds, 2), "peak_rss_gb": round(int(rss.group(1)) / 1e6, 3),
             "fingerprint": out["fingerprint"], "n_interactions": out["n_interactions"],
-            "n_users": out["n_users"], "n_items": out["n_items"], "warning": warned[0][:300] if warned else None}
+            "n_users": out["n_users"], "n_items": out["n_items"], "warning": warned[0][:300] if warned else None,
+            **load}
 
 
 def main() -> None:
@@ -80,6 +84,7 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/sinerec-taobao-scale")
     ap.add_argument("--append", action="store_true", help="add to the existing results.json")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--label", default="", help="what the new engine is (a branch, a commit), kept in each run")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -93,38 +98,54 @@ def main() -> None:
                     f"'{a}'" if " " in a or "[" in a else a for a in FILTERS) + " --json [--skip-bad-lines]"})
     for rows in args.rows:
         clean, bad = work / f"taobao-{rows}.csv", work / f"taobao-{rows}-bad.csv"
-        gen = synth(rows, clean)
+        gen = synth_command(rows, clean)
+        if not clean.exists():
+            subprocess.run(gen, check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
         bad_line = with_bad_line(clean, bad)
         for engine in args.engines:
-            run = {"rows": rows, "engine": engine, "date": dt.datetime.now(dt.UTC).isoformat(
+            label = args.label if engine == "new" else f"main ({args.old_src})"
+            run = {"rows": rows, "engine": engine, "label": label, "date": dt.datetime.now(dt.UTC).isoformat(
                 timespec="seconds"), "synth": " ".join(gen[2:]).replace(str(clean), "FILE.csv"),
                    "bad_line": bad_line, "clean": measure(srcs[engine], clean, False),
                    "one_bad_line": measure(srcs[engine], bad, True)}
             print(json.dumps(run), flush=True)
             doc["runs"].append(run)
             results_path.write_text(json.dumps(doc, indent=1) + "\n")
+        bad.unlink(missing_ok=True)
         if not args.keep:
-            for path in (clean, bad, clean.with_name(f"taobao-{rows}.items.csv")):
+            for path in (clean, clean.with_name(f"taobao-{rows}.items.csv")):
                 path.unlink(missing_ok=True)
     write_markdown(doc)
 
 
+def _load(result: dict) -> str:
+    """The 1-minute load average before -> after a run ("" for runs recorded before it was)."""
+    return f"{result['load_before']} -> {result['load_after']}" if "load_before" in result else ""
+
+
 def write_markdown(doc: dict) -> None:
+    """results.md from results.json: the table of runs, then the notes (``doc["notes"]``, kept in the JSON so
+    that writing the table again keeps them)."""
     lines = ["# Taobao-scale ingestion: read + pv filter + 5-core", "", f"Command: `{doc['command']}`", "",
              f"Machine: {doc['machine']}. {doc['note']}.", "",
-             "| rows | engine | clean: s | clean: peak GB | 1 bad line: s | 1 bad line: peak GB | bad/clean time "
-             "| bad/clean RSS | fingerprint | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| rows | code | clean: s | clean: peak GB | 1 bad line: s | 1 bad line: peak GB | bad/clean time "
+             "| bad/clean RSS | load clean | load bad | fingerprint | date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in doc["runs"]:
         c, b = run["clean"], run["one_bad_line"]
+        code = run.get("label") or run["engine"]
         if "error" in c or "error" in b:
-            lines.append(f"| {run['rows']:,} | {run['engine']} | failed | | | | | | | {run['date']} |")
+            lines.append(f"| {run['rows']:,} | {code} | failed | | | | | | | | | {run['date']} |")
             continue
         lines.append(
-            f"| {run['rows']:,} | {run['engine']} | {c['wall_s']} | {c['peak_rss_gb']} | {b['wall_s']} | "
+            f"| {run['rows']:,} | {code} | {c['wall_s']} | {c['peak_rss_gb']} | {b['wall_s']} | "
             f"{b['peak_rss_gb']} | {b['wall_s'] / c['wall_s']:.2f} | {b['peak_rss_gb'] / c['peak_rss_gb']:.2f} | "
-            f"{c['fingerprint']} | {run['date']} |")
+            f"{_load(c)} | {_load(b)} | {c['fingerprint']} | {run['date']} |")
     lines += ["", "Files: `sinerec data synth` with the arguments in results.json (`synth`); the bad line "
-              f"`{BAD_LINE.decode().strip()}` is inserted after the middle of the file (`bad_line`)."]
+              f"`{BAD_LINE.decode().strip()}` is inserted after the middle of the file (`bad_line`). Load: the "
+              "1-minute load average before -> after the run (2 cores)."]
+    for title, paragraphs in doc.get("notes", {}).items():
+        lines += ["", f"{title}:", *[f"- {p}" for p in paragraphs]]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
 
 

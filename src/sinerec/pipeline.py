@@ -20,9 +20,10 @@ from sinerec.data.splits import Split, make_split
 from sinerec.errors import ConfigError, DataError
 
 
-def load_interactions(cfg: DataConfig) -> Interactions:
+def load_interactions(cfg: DataConfig, compact: bool = False) -> Interactions:
     """Read the configured dataset: a named one (``cfg.dataset``) or a custom file (``cfg.path``) in the
-    format ``cfg.format`` (a key of ``sinerec.data.formats.FORMATS``; default table)."""
+    format ``cfg.format`` (a key of ``sinerec.data.formats.FORMATS``; default table). ``compact``: the log is
+    only preprocessed, so the reader may hold it in less memory (``ReadOptions.compact``)."""
     if cfg.path is None:
         if cfg.dataset not in DATASETS:
             raise ConfigError(f"data.dataset: unknown dataset {cfg.dataset!r}; built-in: "
@@ -32,16 +33,16 @@ def load_interactions(cfg: DataConfig) -> Interactions:
     fmt = cfg.format or DEFAULT_FORMAT
     if fmt not in FORMATS:
         raise ConfigError(f"data.format: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return FORMATS[fmt].read(_read_options(cfg, cfg.path))
+    return FORMATS[fmt].read(_read_options(cfg, cfg.path, compact))
 
 
-def _read_options(cfg: DataConfig, path: str) -> ReadOptions:
+def _read_options(cfg: DataConfig, path: str, compact: bool = False) -> ReadOptions:
     """What a format reader takes from the ``data`` section (a built-in dataset's name is not a custom name)."""
     return ReadOptions(path=path, item_path=cfg.item_path, user_col=cfg.user_col, item_col=cfg.item_col,
                        timestamp_col=cfg.timestamp_col, category_col=cfg.category_col,
                        behavior_col=cfg.behavior_col, sep=cfg.sep, header=cfg.header,
                        name=cfg.dataset if cfg.dataset not in DATASETS else None,
-                       skip_bad_lines=cfg.skip_bad_lines)
+                       skip_bad_lines=cfg.skip_bad_lines, compact=compact)
 
 
 @dataclass
@@ -73,10 +74,11 @@ def prepare(config: Config) -> Prepared:
 
 def preprocess_source(cfg: DataConfig) -> SequenceData:
     """Read the configured source and preprocess it; no interaction left raises DataError."""
-    interactions = load_interactions(cfg)
-    data = preprocess(interactions, cfg.preprocess_config())
+    interactions = load_interactions(cfg, compact=True)
+    n_read = len(interactions.events)
+    data = preprocess(interactions, cfg.preprocess_config(), release=True)
     if data.num_interactions == 0:
-        raise DataError(f"dataset {data.name}: no interactions to train on ({len(interactions.events):,} read from "
+        raise DataError(f"dataset {data.name}: no interactions to train on ({n_read:,} read from "
                         f"{interactions.source}; 0 left after the filters {_filters(cfg)})")
     return data
 

@@ -57,14 +57,14 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from sinerec.pipeline import load_interactions
 
     config = load_config(overrides=data_overrides(args) + args.overrides)
-    interactions = load_interactions(config.data)
-    summary = interactions.describe()
-    data = preprocess(interactions, config.data.preprocess_config())
+    interactions = load_interactions(config.data, compact=True)
+    summary, has_timestamps = interactions.describe(), interactions.has_timestamps
+    data = preprocess(interactions, config.data.preprocess_config(), release=True)
     desc = data.describe()
     out = {"dataset": desc["name"], **{k: desc[k] for k in ("n_users", "n_items", "n_interactions")},
            "sequence_length": {k: desc[k] for k in ("min_length", "median_length", "max_length")},
            "fingerprint": desc["fingerprint"], "raw": summary,
-           "has_timestamps": interactions.has_timestamps,
+           "has_timestamps": has_timestamps,
            "has_categories": data.item_categories is not None,
            "source": interactions.source}
     if args.json:

@@ -108,13 +108,14 @@ def _arrow_read(block: Block, types: dict[int, pa.DataType]) -> pa.Table:
     )
 
 
-def _choice_values(col: pa.ChunkedArray, f: Field) -> np.ndarray:
-    """The choice column as str objects shared by every row (one object per choice, not per line)."""
+def _choice_codes(col: pa.ChunkedArray, f: Field) -> np.ndarray:
+    """The choice column as small codes: positions in ``sorted(f.choices)`` (int8 for up to 127 choices);
+    the column is assembled from the codes (``sinerec.data.delimited``), never one str object per line."""
     choices = sorted(f.choices)
     codes = pc.index_in(col, value_set=pa.array(choices, type=pa.string()))
     if codes.null_count:
         raise _Suspicious(f"unknown {f.label}")
-    return np.array(choices, dtype=object)[codes.to_numpy(zero_copy_only=False)]
+    return codes.to_numpy(zero_copy_only=False).astype(np.int8 if len(choices) < 128 else np.int32)
 
 
 def _owned(values: np.ndarray) -> np.ndarray:
@@ -144,7 +145,7 @@ def _typed_columns(table: pa.Table, fields: Sequence[Field], kinds: BlockKinds) 
                     raise _Suspicious(f"{f.label} out of range")
             out[f.index] = values
         elif kind == "choice":
-            out[f.index] = _choice_values(col, f)
+            out[f.index] = _choice_codes(col, f)
         elif kind == "text":
             out[f.index] = col.to_numpy(zero_copy_only=False).astype(object)
         elif kind == "datetime":
@@ -196,7 +197,7 @@ def _converted(path: Path, block: Block, fields: Sequence[Field], kinds: BlockKi
         elif f.kind in ("time", "num"):
             out[f.index] = _number_column(path, col, f, kinds)
         elif f.kind == "choice":
-            out[f.index] = _choice_values(col, f)
+            out[f.index] = _choice_codes(col, f)
         else:
             out[f.index] = col.to_numpy(zero_copy_only=False).astype(object)
     return out
@@ -222,7 +223,8 @@ def _number_column(path: Path, col: pa.ChunkedArray, f: Field, kinds: BlockKinds
 
 def parse_block(path: Path, block: Block, fields: Sequence[Field], kinds: BlockKinds, skip_bad_lines: bool,
                 first_block: bool) -> tuple[dict[int, np.ndarray], list[BadLine]]:
-    """The block's declared columns as numpy arrays and its malformed records (only with ``skip_bad_lines``;
+    """The block's declared columns as numpy arrays (a choice column as its codes: positions in the sorted
+    choices) and its malformed records (only with ``skip_bad_lines``;
     else the first one raises DataFormatError)."""
     try:
         table = _arrow_read(block, {f.index: kinds.arrow_type(f.index) for f in fields})

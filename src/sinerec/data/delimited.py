@@ -20,6 +20,11 @@ type), that block alone is checked line by line (``sinerec.data.linescan``, the 
 costs one rescan of its block. A block the check finds well-formed is re-read as text and converted column by
 column (ids that are not all integers stay text, fractional timestamps become float, ISO 8601 date-times are
 converted), and the next blocks are read with the types learnt.
+
+The blocks' columns are gathered in chunks of 64 MiB (:class:`_Chunks`), which the C allocator maps from the
+system and gives back when freed: assembling a column from its chunks releases them as it goes, so the peak
+is the columns plus a chunk (block-sized pieces would stay in the heap, freed but not returned, and double
+the peak). A choice column is held as one-byte codes until assembled.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sinerec.data.blockparse import BlockKinds, Restart, parse_block
 from sinerec.data.files import head_block, iter_line_blocks
@@ -113,7 +119,8 @@ def parse_delimited(spec: DelimitedFile, skip_bad_lines: bool) -> tuple[dict[int
 
     Column types: "id" int64 when every value is an integer that fits, else str (object); "num" float64;
     "time" int64 when every value is integral, else float64 (ISO 8601 strings -> int64 unix seconds when the
-    field allows date-times); "choice" and "text" str. Raises DataFormatError for the first malformed
+    field allows date-times); "choice" and "text" str. A ``compact`` field's integers are int32 when every
+    value fits and its choices a Categorical (:class:`Field`). Raises DataFormatError for the first malformed
     record unless ``skip_bad_lines`` (then one warning; see the module docstring).
     """
     text_ids: set[int] = set()
@@ -132,30 +139,92 @@ def _parse_blocks(
     spec: DelimitedFile, skip_bad_lines: bool, text_ids: set[int]
 ) -> tuple[dict[int, pd.Series], list[BadLine]]:
     kinds = BlockKinds.initial(spec.fields, text_ids)
-    parts: dict[int, list[np.ndarray]] = {f.index: [] for f in spec.fields}
+    chunks = {f.index: _Chunks() for f in spec.fields}
     bad: list[BadLine] = []
     with closing(_blocks(spec)) as blocks:
         for n, block in enumerate(blocks):
             cols, block_bad = parse_block(spec.path, block, spec.fields, kinds, skip_bad_lines, n == 0)
             bad += block_bad
-            for index, values in cols.items():
-                parts[index].append(values)
-    return {f.index: _assemble(f, parts[f.index]) for f in spec.fields}, bad
+            for f in spec.fields:
+                chunks[f.index].append(_narrowed(f, cols.pop(f.index)))
+            del cols
+    pa.default_memory_pool().release_unused()  # the blocks' Arrow buffers, kept by the allocator for reuse
+    return {f.index: _assemble(f, chunks.pop(f.index).release()) for f in spec.fields}, bad
+
+
+#: Bytes of one chunk of a column being gathered: above glibc's largest mmap threshold (32 MiB), so a chunk
+#: is mapped from the system and returned to it when freed.
+_CHUNK_BYTES = 64 << 20
+
+
+class _Chunks:
+    """A column gathered block after block into chunks of :data:`_CHUNK_BYTES` (numbers; str objects are kept
+    as the blocks gave them). A block that does not fit the last chunk's room starts a new chunk: the room left
+    is never written, so it costs address space, not memory."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._filled: list[int] = []
+
+    def append(self, values: np.ndarray) -> None:
+        if values.dtype == object:
+            self._chunks.append(values)
+            self._filled.append(len(values))
+            return
+        if self._chunks and self._chunks[-1].dtype == values.dtype and \
+                len(self._chunks[-1]) - self._filled[-1] >= len(values):
+            at = self._filled[-1]
+            self._chunks[-1][at : at + len(values)] = values
+            self._filled[-1] += len(values)
+            return
+        chunk = np.empty(max(len(values), _CHUNK_BYTES // values.dtype.itemsize), dtype=values.dtype)
+        chunk[: len(values)] = values
+        self._chunks.append(chunk)
+        self._filled.append(len(values))
+
+    def release(self) -> list[np.ndarray]:
+        """The filled parts of the chunks, in order; the chunks are forgotten here (the caller frees them)."""
+        parts = [chunk[:filled] for chunk, filled in zip(self._chunks, self._filled, strict=True)]
+        self._chunks, self._filled = [], []
+        return parts
+
+
+def _narrowed(field: Field, values: np.ndarray) -> np.ndarray:
+    """A ``compact`` field's int64 block as int32 when every value fits."""
+    if field.compact and values.dtype == np.int64 and len(values) and \
+            np.iinfo(np.int32).min <= values.min() and values.max() <= np.iinfo(np.int32).max:
+        return values.astype(np.int32)
+    return values
 
 
 def _assemble(field: Field, parts: list[np.ndarray]) -> pd.Series:
-    """One column from its blocks' arrays (ids int64 or all text; times int64 unless one is fractional).
+    """One column from its blocks' arrays (ids int64 or all text; times int64 unless one is fractional;
+    a ``compact`` field's integers int32 when every block's fit; choices from their codes).
 
-    The blocks are copied one by one into the column and released, so the peak is the column plus a block.
+    The parts are copied one by one into the column and released, so the peak is the columns plus a chunk.
     """
+    if field.kind == "choice":
+        return _choice_column(field, parts)
     if not parts:
         dtypes = {"id": np.int64, "time": np.int64, "num": np.float64}
         return pd.Series([], dtype=dtypes.get(field.kind, object))
-    if any(p.dtype == object for p in parts) or field.kind in ("text", "choice"):
+    if any(p.dtype == object for p in parts) or field.kind == "text":
         return pd.Series(_concat_releasing(parts, np.dtype(object)), dtype=object)
     if field.kind == "time" and any(p.dtype == np.float64 for p in parts):
         return integral_or_float(pd.Series(_concat_releasing(parts, np.dtype(np.float64))))
+    if any(p.dtype != parts[0].dtype for p in parts):  # compact: some blocks int32, some int64
+        return pd.Series(_concat_releasing(parts, np.dtype(np.int64)))
     return pd.Series(_concat_releasing(parts, parts[0].dtype))
+
+
+def _choice_column(field: Field, parts: list[np.ndarray]) -> pd.Series:
+    """The choice column from its codes: str objects shared by every row (one per choice), or, ``compact``,
+    a Categorical of the sorted choices."""
+    choices = sorted(field.choices)
+    codes = _concat_releasing(parts, parts[0].dtype) if parts else np.empty(0, dtype=np.int8)
+    if field.compact:
+        return pd.Series(pd.Categorical.from_codes(codes, categories=choices))
+    return pd.Series(np.array(choices, dtype=object)[codes], dtype=object)
 
 
 def _concat_releasing(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

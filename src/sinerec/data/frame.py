@@ -23,7 +23,9 @@ class Interactions:
             ``user`` and ``item``: original ids, int64 when every id in the file is an integer, else str
             (object dtype); ``timestamp``: int64 or float64 seconds, or absent when the format has order only
             (then file order is chronological order); ``behavior`` (optional, str): behaviour type such as
-            "pv" or "buy"; ``category`` (optional): a per-event category id (Taobao).
+            "pv" or "buy"; ``category`` (optional): a per-event category id (Taobao). A log read for
+            preprocessing only (``ReadOptions.compact``) may hold narrower types of the same values (int32
+            timestamps, the behaviour as a Categorical) and leave out columns preprocessing does not read.
         items: optional item side information indexed by original item id (same dtype as ``events.item``):
             ``title`` (str) and/or ``categories`` (tuple of str labels, e.g. genres or attribute ids).
             May list items that never occur in ``events``.

@@ -43,6 +43,10 @@ class Field:
     kind: "id" (non-empty; int64 if every value is an integer, else str), "num" (finite float),
     "time" (finite number; int64 when every value is integral, else float64; with ``datetime`` also ISO 8601
     strings, converted to unix seconds), "choice" (one of ``choices``), "text" (anything, empty -> "").
+
+    ``compact`` asks for the smallest storage of the same values: an integer id or time column is int32 when
+    every value fits (else int64), a choice column a pandas Categorical of the sorted choices (one byte per
+    line instead of a str object).
     """
 
     index: int
@@ -50,6 +54,7 @@ class Field:
     label: str
     choices: frozenset[str] = frozenset()
     datetime: bool = False
+    compact: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sinerec.data.codes import count_codes, kcore_rows, member_rows, sorted_codes, take_chunked
 from sinerec.data.frame import BEHAVIOR, ITEM, TIMESTAMP, USER, Interactions
 from sinerec.errors import ConfigError
 
@@ -111,97 +112,89 @@ class SequenceData:
         }
 
 
-def _kcore(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int, iterative: bool) -> np.ndarray:
-    """Boolean mask of the rows that survive the (iterative) k-core filter. users/items are dense codes."""
-    keep = np.ones(len(users), dtype=bool)
-    n_users = int(users.max()) + 1 if len(users) else 0
-    n_items = int(items.max()) + 1 if len(items) else 0
-    while True:
-        changed = False
-        if min_item > 0:
-            counts = np.bincount(items[keep], minlength=n_items)
-            bad = keep & (counts[items] < min_item)
-            if bad.any():
-                keep &= ~bad
-                changed = True
-        if min_user > 0:
-            counts = np.bincount(users[keep], minlength=n_users)
-            bad = keep & (counts[users] < min_user)
-            if bad.any():
-                keep &= ~bad
-                changed = True
-        if not iterative or not changed:
-            return keep
+def _drop_duplicates(keep: np.ndarray | None, users: np.ndarray, items: np.ndarray, times: np.ndarray | None,
+                     policy: str) -> np.ndarray:
+    """``keep`` (None: all rows) less the repeated (user, item) pairs but the ``policy`` ("first"/"last") one:
+    first or last in time, file order breaking ties (in file order without timestamps)."""
+    mask = np.ones(len(users), dtype=bool) if keep is None else keep.copy()
+    sub = np.flatnonzero(mask)
+    pairs = pd.DataFrame({"u": users[sub], "i": items[sub]})
+    if times is not None:
+        order = np.lexsort((sub, times[sub]))
+        pairs = pairs.iloc[order]
+        sub = sub[order]
+    dup = pairs.duplicated(keep=policy).to_numpy()
+    mask[sub[dup]] = False
+    return mask
 
 
-def _factorize(ids: pd.Series) -> tuple[np.ndarray, Any]:
-    """Dense codes of ``ids`` in ascending order of the ids (int32 when they fit: half the memory) and the
-    distinct ids."""
-    codes, uniques = pd.factorize(ids, sort=True)
-    return codes.astype(np.int32 if len(uniques) < 2**31 else np.int64), uniques
+def preprocess(data: Interactions, config: PreprocessConfig | None = None, release: bool = False) -> SequenceData:
+    """Filter, order and remap an interaction log (see the module docstring for the exact order).
 
-
-def preprocess(data: Interactions, config: PreprocessConfig | None = None) -> SequenceData:
-    """Filter, order and remap an interaction log (see the module docstring for the exact order)."""
+    Column-wise, with bounded memory (``sinerec.data.codes``): besides the log it holds the int32 codes of
+    the users and items, one mask, and the sort order and the outputs (int64 items and timestamps).
+    Timestamps come out int64 (integers, of any width) or float64. ``release``: the caller is done with the
+    events, so each column of ``data.events`` is deleted (in place) once read, and its memory is given back
+    while preparing (``data.events`` ends without columns; ``data.items`` is kept).
+    """
     config = config or PreprocessConfig()
     ev = data.events
     steps: dict[str, Any] = {"raw": data.describe()}
-    mask = np.ones(len(ev), dtype=bool)
+    keep: np.ndarray | None = None  # the rows kept so far (None: all)
+
+    def read(column: str) -> pd.Series:
+        values = ev[column]
+        if release:
+            del ev[column]
+        return values
 
     if config.behaviors is not None and BEHAVIOR in ev.columns:
-        mask &= ev[BEHAVIOR].isin(list(config.behaviors)).to_numpy()
+        keep = member_rows(read(BEHAVIOR), list(config.behaviors))
         steps["behaviors"] = list(config.behaviors)
 
-    # Dense codes for the original ids (sort=True: ascending original ids, used for the final remap too).
-    user_codes, user_uniques = _factorize(ev[USER])
-    item_codes, item_uniques = _factorize(ev[ITEM])
+    # Dense codes for the original ids (ascending original ids, used for the final remap too).
+    user_codes, user_uniques = sorted_codes(read(USER))
+    item_codes, item_uniques = sorted_codes(read(ITEM))
+    times = read(TIMESTAMP).to_numpy() if TIMESTAMP in ev.columns else None
+    if release:
+        for column in list(ev.columns):
+            del ev[column]
 
     if config.duplicates != "keep":
-        row = np.arange(len(ev), dtype=np.int64)
-        sub = np.flatnonzero(mask)
-        pairs = pd.DataFrame({"u": user_codes[sub], "i": item_codes[sub]})
-        if data.has_timestamps:
-            # "first"/"last" in time, file order breaking ties
-            order = np.lexsort((row[sub], ev[TIMESTAMP].to_numpy()[sub]))
-            pairs = pairs.iloc[order]
-            sub = sub[order]
-        dup = pairs.duplicated(keep=config.duplicates).to_numpy()
-        mask[sub[dup]] = False
+        keep = _drop_duplicates(keep, user_codes, item_codes, times, config.duplicates)
         steps["duplicates"] = config.duplicates
 
     if config.min_user_count > 0 or config.min_item_count > 0:
-        sub = np.flatnonzero(mask)
-        keep = _kcore(user_codes[sub], item_codes[sub], config.min_user_count, config.min_item_count,
-                      config.kcore_iterative)
-        mask[sub[~keep]] = False
+        keep = kcore_rows(user_codes, item_codes, keep, len(user_uniques), len(item_uniques),
+                          config.min_user_count, config.min_item_count, config.kcore_iterative)
         steps["kcore"] = {"min_user_count": config.min_user_count, "min_item_count": config.min_item_count,
                           "iterative": config.kcore_iterative}
 
-    sub = np.flatnonzero(mask)
-    del mask
-    u = user_codes[sub]
-    i = item_codes[sub]
-    del user_codes, item_codes
-    ts = ev[TIMESTAMP].to_numpy()[sub] if data.has_timestamps else None
-    del sub
+    if keep is not None and not keep.all():
+        user_codes = user_codes[keep]
+        item_codes = item_codes[keep]
+        times = times[keep] if times is not None else None
+    del keep
     # Stable chronological order per user: sort by (user, time), ties in file order (lexsort is stable and
     # its last key is primary).
-    order = np.lexsort((ts, u)) if ts is not None else np.argsort(u, kind="stable")
-    u, i = u[order], i[order]
-    ts = ts[order] if ts is not None else None
+    user_counts = count_codes(user_codes, len(user_uniques))
+    order = np.lexsort((times, user_codes)) if times is not None else np.argsort(user_codes, kind="stable")
+    del user_codes
 
     # Remap to contiguous ids, keeping ascending original order: users 0..U-1, items 1..M.
-    used_users = np.unique(u)
-    used_items = np.unique(i)
-    user_map = np.full(len(user_uniques), -1, dtype=np.int64)
-    user_map[used_users] = np.arange(len(used_users))
+    used_users = np.flatnonzero(user_counts)
+    offsets = np.zeros(len(used_users) + 1, dtype=np.int64)
+    np.cumsum(user_counts[used_users], out=offsets[1:])
+    used_items = np.flatnonzero(count_codes(item_codes, len(item_uniques)))
     item_map = np.zeros(len(item_uniques), dtype=np.int64)
     item_map[used_items] = np.arange(1, len(used_items) + 1)
-    u = user_map[u]
-    i = item_map[i]
-    counts = np.bincount(u, minlength=len(used_users))
-    offsets = np.zeros(len(used_users) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    items = take_chunked(item_map, item_codes, order)
+    del item_codes
+    ts = None
+    if times is not None:
+        wide = np.int64 if times.dtype.kind in "iu" else np.float64
+        ts = times[order] if times.dtype == wide else take_chunked(times, order, dtype=wide)
+    del order, times
 
     user_ids = np.asarray(user_uniques)[used_users]
     item_ids = np.empty(len(used_items) + 1, dtype=object)
@@ -218,7 +211,7 @@ def preprocess(data: Interactions, config: PreprocessConfig | None = None) -> Se
 
     out = SequenceData(
         name=data.name,
-        items=i.astype(np.int64),
+        items=items,
         offsets=offsets,
         user_ids=user_ids,
         item_ids=item_ids,

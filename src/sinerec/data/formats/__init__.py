@@ -43,7 +43,10 @@ class ReadOptions:
     path: the interaction file (or folder, for ml-1m and movielens); item_path: the format's optional item
     file; user_col ... behavior_col, sep, header: table/parquet column names or positions; name: the
     dataset name (None: the reader's default, usually the file's stem); skip_bad_lines: skip malformed lines
-    with a warning instead of raising DataFormatError.
+    with a warning instead of raising DataFormatError; compact: the log is only preprocessed
+    (``sinerec.pipeline``), so a reader may hold it in less memory: narrower types for the same values and
+    no per-event column that preprocessing does not read (``taobao``: int32 timestamps when they fit, the
+    behaviour as a Categorical, no per-event category).
     """
 
     path: str
@@ -57,6 +60,7 @@ class ReadOptions:
     header: bool = True
     name: str | None = None
     skip_bad_lines: bool = False
+    compact: bool = False
 
 
 #: A format's reader: options -> the interaction log in file order.
