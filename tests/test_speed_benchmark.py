@@ -158,3 +158,22 @@ def test_bf16_accuracy_summary_applies_the_spread_rule(tmp_path: Path, monkeypat
     assert "- amazon-beauty: validation NDCG@10 bf16 - float32 = -0.10 points: **outside**" in text  # 0.10 > 0.06
     assert summarise.within_spread({"mean": 0.5, "std": 0.2}, {"mean": 0.3, "std": 0.1})  # bf16's own sd widens
     assert not summarise.within_spread({"mean": 0.5, "std": 0.1}, {"mean": 0.3, "std": 0.1})
+
+
+def test_profile_step_splits_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = torch.get_num_threads()
+    try:
+        code = run("profile_step.py", ["--quick", "--steps", "2", "--batch", "64", "--rows", "5",
+                                       "--out", str(tmp_path)], monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    doc = json.loads((tmp_path / "profile-sine-float32-64.json").read_text())
+    seconds, profiled = doc["seconds"], doc["profiled"]
+    rate = 2 * 64 / (seconds["batching"] + seconds["step"])  # the seconds are rounded to 0.1 ms
+    assert doc["examples_per_second"] == pytest.approx(rate, rel=0.01)
+    assert 0 < profiled["aten_self_seconds"] <= profiled["wall_seconds"] * 1.05
+    ops = doc["operators"]
+    assert len(ops) == 5 and all(o["name"].startswith("aten::") for o in ops)
+    assert [o["self_seconds"] for o in ops] == sorted((o["self_seconds"] for o in ops), reverse=True)
+    assert any(o["name"] == "aten::mm" for o in ops)  # the projections and the softmax logits
