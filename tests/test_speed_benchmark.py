@@ -177,3 +177,16 @@ def test_profile_step_splits_the_step(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(ops) == 5 and all(o["name"].startswith("aten::") for o in ops)
     assert [o["self_seconds"] for o in ops] == sorted((o["self_seconds"] for o in ops), reverse=True)
     assert any(o["name"] == "aten::mm" for o in ops)  # the projections and the softmax logits
+
+
+def test_profile_step_eval_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = torch.get_num_threads()
+    try:
+        code = run("profile_step.py", ["--quick", "--part", "eval", "--rows", "3", "--out", str(tmp_path)],
+                   monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    doc = json.loads((tmp_path / "profile-eval-sine.json").read_text())
+    assert doc["queries"] == 300 and doc["users_per_second"] > 0  # every planted user is a validation query
+    assert len(doc["operators"]) == 3 and "users/s" in (tmp_path / "profile-eval-sine.md").read_text()
