@@ -95,7 +95,8 @@ def keep_earlier(args: argparse.Namespace, result: dict) -> dict:
     rows = kept + result["rows"]
     meta = {k: previous[k] for k in ("date", "command", "machine", "wall_seconds", "settings") if k in previous}
     earlier = [e for e in previous.get("earlier", []) if set(e["variants"]) & set(variants)]
-    earlier.append({**meta, "variants": sorted({r["variant"] for r in kept} - {v for e in earlier for v in e["variants"]})})
+    listed = {v for e in earlier for v in e["variants"]}
+    earlier.append({**meta, "variants": sorted({r["variant"] for r in kept} - listed)})
     return {"rows": rows, "summary": summarise_rows(rows, variants), "earlier": earlier}
 
 

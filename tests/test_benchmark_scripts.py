@@ -75,7 +75,8 @@ def test_reproduce_keeps_the_rows_of_variants_it_did_not_run(monkeypatch, tmp_pa
     args = argparse.Namespace(out=str(tmp_path), variants=["paper-cosine"])
     new = {"rows": [row("paper-cosine", 0.3)], "summary": {}}
     merged = script.keep_earlier(args, new)
-    assert [r["variant"] for r in merged["rows"]] == ["paper", "official", "paper-cosine"]  # the old cosine row replaced
+    # the old cosine row is replaced
+    assert [r["variant"] for r in merged["rows"]] == ["paper", "official", "paper-cosine"]
     assert merged["summary"]["paper-cosine"]["test HR@10"][0] == pytest.approx(30.0)
     assert merged["summary"]["paper"]["test HR@10"][0] == pytest.approx(10.0)
     assert merged["earlier"] == [{"date": "2026-01-01", "command": "old command",

@@ -5,9 +5,10 @@
 
 Builds the trainer ``sinerec train`` would (``--model``, ``--batch``, ``--precision``), runs one warm-up epoch of
 ``--steps`` steps, then times ``--steps`` steps split into (a) getting the batch (the epoch's batch iterator:
-slicing, padding, collating; serial here, where ``Trainer.train_epoch`` prefetches it on a thread), (b) the step itself (forward, backward, optimizer), and profiles the same steps
-with ``torch.profiler`` to split (b) into time inside ATen operators (their self time, summed) and the rest
-(Python, autograd bookkeeping, allocation outside operators). Writes the operator table (top ``--rows`` by
+slicing, padding, collating; serial here, where ``Trainer.train_epoch`` prefetches it on a thread), (b) the
+step itself (forward, backward, optimizer), and profiles the same steps with ``torch.profiler`` to split (b)
+into time inside ATen operators (their self time, summed) and the rest (Python, autograd bookkeeping,
+allocation outside operators). Writes the operator table (top ``--rows`` by
 self time) and the split as ``OUT/profile-MODEL-PRECISION-BATCH.{json,md}``.
 
     python benchmarks/speed/profile_step.py --data-dir ../shared/data/ml-1m --out benchmarks/speed/profile
@@ -74,8 +75,10 @@ def profile_eval(args: argparse.Namespace, trainer: Trainer, prepared: Any, conf
     """Users/s and the operator table of one full-ranking pass over the validation queries (untrained model:
     the cost does not depend on the weights)."""
     model, queries = trainer.model.eval(), prepared.split.valid
-    run = (lambda: evaluate(model, prepared.data, queries, config.data.max_len,
-                            prepared.split.protocol.excludes_history, config.eval, trainer.device))
+    def run() -> None:
+        evaluate(model, prepared.data, queries, config.data.max_len, prepared.split.protocol.excludes_history,
+                 config.eval, trainer.device)
+
     run()  # warm-up
     t0 = time.perf_counter()
     run()
@@ -99,7 +102,8 @@ def profile_eval(args: argparse.Namespace, trainer: Trainer, prepared: Any, conf
              f"Machine: {doc['machine']['cpu']}, {doc['machine']['cpus']} CPUs, torch {doc['machine']['torch']}, "
              f"{doc['torch_threads']} threads", "", f"{doc['users_per_second']:,.0f} users/s.", "",
              "| operator | self s | calls | share of the profiled wall |", "|---|---:|---:|---:|"]
-    lines += [f"| `{o['name']}` | {o['self_seconds']:.3f} | {o['calls']} | {100 * o['share']:.1f} % |" for o in operators]
+    lines += [f"| `{o['name']}` | {o['self_seconds']:.3f} | {o['calls']} | {100 * o['share']:.1f} % |"
+              for o in operators]
     (out / f"profile-eval-{args.model}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
