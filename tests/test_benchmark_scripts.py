@@ -35,8 +35,8 @@ def test_every_script_is_covered():
     assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "index_factory.py", "render_readme.py",
                       "reproduce_sine_ml1m.py", "rescore_history.py", "scaling.py", "serve_load.py",
                       "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
-                      "speed/contention.py", "speed/speed.py", "taobao-scale/measure_ingest.py",
-                      "taobao-scale/measure_ranks.py"]
+                      "speed/contention.py", "speed/recbole_speed.py", "speed/speed.py",
+                      "taobao-scale/measure_ingest.py", "taobao-scale/measure_ranks.py"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
