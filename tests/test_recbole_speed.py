@@ -1,10 +1,12 @@
 """benchmarks/speed/recbole_speed.py without RecBole: the ML-1M conversion to RecBole's atomic file, the merge of
-RecBole's rows with sinerec's and their ratio, the child's failure row."""
+RecBole's rows with sinerec's and their ratio, the child's failure row, and speed.py's --recbole-python flag."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -99,3 +101,43 @@ def test_child_rows_are_read_from_its_json_lines(tmp_path: Path, recbole_speed) 
     fake.chmod(0o755)
     assert recbole_speed.run_child(str(fake), "sasrec", 2048, data_dir=str(tmp_path), steps=1, threads=1,
                                    work_dir=tmp_path) == [row]
+
+
+def run_speed(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(sys, "argv", [str(SPEED / "speed.py"), *args])
+    monkeypatch.syspath_prepend(str(SPEED))
+    try:
+        runpy.run_path(str(SPEED / "speed.py"), run_name="__main__")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    return 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--recbole-python", "/nonexistent/bin/python"],
+     "--recbole-python /nonexistent/bin/python: no such file (the python of RecBole's venv: README)"),
+    (["--quick", "--recbole-python", sys.executable],
+     f"--recbole-python {sys.executable}: RecBole's rows need ML-1M (--data-dir), not --quick")])
+def test_speed_refuses_a_bad_recbole_python(args: list[str], message: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_speed([*args, "--out", str(tmp_path)], monkeypatch) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"speed.py: error: {message}"
+    assert not (tmp_path / "speed.json").exists()
+
+
+def test_speed_document_has_recbole_only_with_the_flag(monkeypatch: pytest.MonkeyPatch, recbole_speed) -> None:
+    import speed
+    import torch
+
+    args = argparse.Namespace(compile=False, quick=False, data_dir="ml-1m", steps=20, note="", recbole_python=None)
+    peaks = {"float32": 1e11, "bf16": 2e11}
+    assert "recbole" not in speed.document(args, torch.device("cpu"), peaks, [])
+    args.recbole_python = "/venv/bin/python"
+    merged = recbole_speed.with_ratios(sinerec_row("sine", 2048, 4400.0),
+                                       [recbole_row("sine", 2048, "shipped", 800.0)])
+    doc = speed.document(args, torch.device("cpu"), peaks, [], merged)
+    assert doc["recbole"] == {"python": "/venv/bin/python", "differences": recbole_speed.DIFFERENCES, "rows": merged}
+    table = speed.markdown(doc)
+    assert "## RecBole side by side" in table
+    assert table.endswith("| 2 | sine | 2048 | 4,400 | shipped | 800 | 5.50x |\n")
