@@ -142,7 +142,8 @@ def measure(model: str, batches: list[int], args: argparse.Namespace) -> list[di
                          "examples_per_second": round(timed.examples / seconds, 1), "examples": timed.examples,
                          "seconds": round(seconds, 3), "steps": args.steps, "warmup_steps": args.warmup_steps,
                          "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                         "training_examples": len(train_data.dataset), "recbole": recbole_version()})
+                         "training_examples": len(train_data.dataset), "recbole": recbole_version(),
+                         "loadavg_1min_after": round(os.getloadavg()[0], 2)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
