@@ -55,14 +55,16 @@ MODEL_SETTINGS = {  # sinerec's configs/sine.toml and configs/sasrec.toml in Rec
              "reg_loss_ratio": 0.5},
     "sasrec": {"hidden_size": 50, "inner_size": 50, "n_layers": 2, "n_heads": 1, "hidden_dropout_prob": 0.2,
                "attn_dropout_prob": 0.2, "hidden_act": "relu"}}
-DIFFERENCES = {
-    "sine": "RecBole's SINE with loss_type CE adds no covariance regulariser (reg_loss_ratio is used with NLL "
-            "only; sinerec adds lambda 0.5 x its L x L covariance term, a negligible cost); it computes the "
-            "per-interest attention on K repeated copies of the history ([B, K, T, D] x [K, D, D]) where "
-            "sinerec's paper variant shares the work; layer_norm_eps 1e-12 (sinerec: PyTorch's 1e-5)",
-    "sasrec": "RecBole's SASRec has an output projection in attention and post-LayerNorm blocks (sinerec: the "
-              "paper's pre-LayerNorm layout without an output projection), and scores one output per history as "
-              "sinerec does"}
+DIFFERENCES = {  # the models are each library's own code: what differs beyond the settings above
+    "sine": "RecBole's SINE with loss_type CE adds no covariance regulariser (its reg_loss_ratio applies with NLL "
+            "only; sinerec adds 0.5 x L_c, one L x L product per step); it has no padding masks and no "
+            "positional embeddings; it builds K copies of the history for the attention weighting ([B, K, T, D] "
+            "x [K, D, D]) and the [B, T, D] intention sequence for Eq. 6, which sinerec computes as [B, K, D]; "
+            "LayerNorm eps 1e-12 (sinerec: 1e-5)",
+    "sasrec": "RecBole's SASRec has an output projection after attention, post-LayerNorm blocks and a LayerNorm "
+              "on the embeddings (sinerec: the paper's pre-LayerNorm layout, no output projection); its "
+              "feed-forward is set to ReLU and width D here (RecBole's defaults: GELU, 256); both score one "
+              "output per history"}
 
 
 def write_atomic(ratings: Path, folder: Path) -> Path:
