@@ -230,6 +230,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Python puts this script's folder first on sys.path, and its results folder recbole/ would pass for a
+    # (namespace) package recbole wherever RecBole is not installed: import RecBole from the venv only
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch, as sinerec's own processes do
     ratings = (Path(args.data_dir) / "ratings.dat").resolve()
     with tempfile.TemporaryDirectory(prefix="recbole-speed-") as tmp:
