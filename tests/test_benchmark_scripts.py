@@ -36,8 +36,8 @@ def test_every_script_is_covered():
                       "reproduce_sine_ml1m.py", "rescore_history.py", "scaling.py", "serve_load.py",
                       "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
                       "speed/bf16-accuracy/summarise.py", "speed/contention.py", "speed/fusion.py",
-                      "speed/profile_step.py", "speed/speed.py", "taobao-scale/measure_ingest.py",
-                      "taobao-scale/measure_ranks.py"]
+                      "speed/profile_step.py", "speed/recbole_speed.py", "speed/speed.py",
+                      "taobao-scale/measure_ingest.py", "taobao-scale/measure_ranks.py"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

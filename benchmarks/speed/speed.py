@@ -13,6 +13,11 @@ everything next to N busy PyTorch jobs (``contention.py``'s loaders).
     python benchmarks/speed/speed.py --data-dir ../shared/data/ml-1m --out benchmarks/speed     # CPU
     python benchmarks/speed/speed.py --data-dir DATA/ml-1m --device cuda --compile --out OUT    # a GPU
     python benchmarks/speed/speed.py --quick --out /tmp/speed                                    # seconds
+    python benchmarks/speed/speed.py --models sine,sasrec --precisions float32 --recbole-python RECBOLE_VENV/bin/python
+
+``--recbole-python`` (RecBole's venv, README "RecBole side by side"): after sinerec's float32 row of SINE and
+SASRec, ``recbole_speed.py`` measures RecBole's same model and batch in that interpreter (anomaly detection as
+shipped and off), and the rows get the ratio sinerec/RecBole; without it nothing of RecBole runs.
 
 Writes ``OUT/speed.json`` (every row, the peaks, machine, command, date) and ``OUT/speed.md``.
 """
@@ -27,8 +32,10 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -38,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contention import machine, start_loaders, stop  # noqa: E402
+from recbole_speed import DIFFERENCES, RECBOLE_MODELS, markdown_rows, run_child, with_ratios  # noqa: E402
 
 from sinerec.config import Config, load_config  # noqa: E402
 from sinerec.data.preprocess import preprocess  # noqa: E402
@@ -144,12 +152,22 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['examples_per_second']:,.0f} | {r['flops_per_example'] / 1e6:.2f} | "
                      f"{r['gemm_peak_flops'] / 1e9:.1f} | "
                      f"{100 * r['fraction_of_peak']:.1f} | {r.get('eval_users_per_second', '')} |")
+    if "recbole" in doc:
+        lines += ["", "## RecBole side by side", "",
+                  "RecBole's own model and training step (`recbole_speed.py`, in its venv, "
+                  f"`{doc['recbole']['python']}`) measured right after sinerec's row of the same model, batch and "
+                  "precision (float32), same data, threads and steps; ratio = sinerec / RecBole. What differs:", "",
+                  *(f"- {model}: {text}" for model, text in doc["recbole"]["differences"].items()), "",
+                  *markdown_rows(doc["recbole"]["rows"])]
     return "\n".join(lines) + "\n"
 
 
 def document(args: argparse.Namespace, device: torch.device, peaks: dict[str, float],
-             rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The results document: command, date, machine, settings, the peaks and the rows measured so far."""
+             rows: list[dict[str, Any]], recbole_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The results document: command, date, machine, settings, the peaks and the rows measured so far (and
+    with ``--recbole-python`` RecBole's rows, merged by ``recbole_speed.with_ratios``)."""
+    recbole = {} if args.recbole_python is None else {"recbole": {
+        "python": args.recbole_python, "differences": DIFFERENCES, "rows": recbole_rows or []}}
     return {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -157,7 +175,7 @@ def document(args: argparse.Namespace, device: torch.device, peaks: dict[str, fl
             "data": "synthetic planted concepts (300 users, 200 items)" if args.quick else f"ML-1M ({args.data_dir})",
             "steps": args.steps, "note": args.note,
             "gemm_peak_gflops": {k: round(v / 1e9, 2) for k, v in peaks.items()}, "gemm_peak_flops": peaks,
-            "rows": rows}
+            "rows": rows, **recbole}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", default="0", help="numbers of other busy PyTorch jobs, e.g. 0,2")
     parser.add_argument("--repeats", type=int, default=5, help="GEMM timings (the peak is their median)")
     parser.add_argument("--note", default="")
+    parser.add_argument("--recbole-python", help="RecBole's venv's python: also measure RecBole's SINE and SASRec "
+                        "(float32 rows), side by side")
     parser.add_argument("--out", default="benchmarks/speed")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -185,10 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown models or precisions: {unknown} (models {sorted(MODELS)}, precisions "
                      f"{sorted(PRECISIONS)})")
+    if args.recbole_python is not None and (args.quick or not Path(args.recbole_python).is_file()):
+        parser.error(f"--recbole-python {args.recbole_python}: " + ("RecBole's rows need ML-1M (--data-dir), not "
+                     "--quick" if args.quick else "no such file (the python of RecBole's venv: README)"))
     args.eval_batch = int(args.batches.split(",")[0])
     prepared = prepared_data(args)
     peaks = {name: gemm_peak(device, dtype, args.repeats) for name, dtype in DTYPES.items()}
     rows: list[dict[str, Any]] = []
+    recbole_rows: list[dict[str, Any]] = []
+    # RecBole's atomic file, converted by its first child and reused by the others
+    recbole_work = Path(tempfile.mkdtemp(prefix="recbole-speed-")) if args.recbole_python else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for load in (int(x) for x in args.loads.split(",")):
@@ -207,12 +233,21 @@ def main(argv: list[str] | None = None) -> int:
                                 row["examples_per_second"] * row["flops_per_example"] / peak, 4)
                         print(json.dumps(row), flush=True)
                         rows.append(row)
-                        doc = document(args, device, peaks, rows)
+                        if recbole_work and precision == "float32" and model in RECBOLE_MODELS:
+                            theirs = run_child(args.recbole_python, model, batch, data_dir=args.data_dir,
+                                               steps=args.steps, threads=torch.get_num_threads(),
+                                               work_dir=recbole_work)
+                            for merged in with_ratios(row, theirs):
+                                print(json.dumps(merged), flush=True)
+                                recbole_rows.append(merged)
+                        doc = document(args, device, peaks, rows, recbole_rows)
                         (out / "speed.json").write_text(json.dumps(doc, indent=1) + "\n")  # so far: a stopped
                         (out / "speed.md").write_text(markdown(doc))  # run keeps its measured rows
         finally:
             stop(loaders)
-    print(markdown(document(args, device, peaks, rows)))
+    if recbole_work:
+        shutil.rmtree(recbole_work, ignore_errors=True)
+    print(markdown(document(args, device, peaks, rows, recbole_rows)))
     return 0
 
 
