@@ -1,0 +1,132 @@
+"""What ``sinerec data prepare --engine spark`` reads: a delimited format's interaction file described as a
+:class:`SparkSource` (separator, fields, which field is the user, the item...), with the same rules as the
+format's single-machine reader (``sinerec.data.formats``).
+
+Formats: ``taobao`` (Tianchi UserBehavior lines), ``comirec`` (``user,item,timestamp`` lines) and ``table``
+(delimited text with a header or column positions). The others, and options whose single-machine rule the
+engine does not reproduce (comirec's item file, table's Parquet input), are refused with
+:class:`~sinerec.errors.ConfigError` naming the option: the engine never gives a different artifact silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sinerec.config import DataConfig
+from sinerec.data.columns import TABLE_COLUMNS, column_position, wanted_columns
+from sinerec.data.datasets import DATASETS
+from sinerec.data.files import dataset_stem
+from sinerec.data.formats import DEFAULT_FORMAT
+from sinerec.data.formats.taobao import TAOBAO_BEHAVIORS
+from sinerec.data.frame import BEHAVIOR, CATEGORY, ITEM, TIMESTAMP, USER
+from sinerec.data.linescan import Field, split_fields
+from sinerec.errors import ConfigError, DataFormatError, SinerecError
+
+__all__ = ["SPARK_FORMATS", "SparkSource", "spark_source"]
+
+#: The formats ``--engine spark`` reads.
+SPARK_FORMATS = ("taobao", "comirec", "table")
+
+#: How many first lines a header-less table's field count is taken from (as the single-machine reader does).
+_HEAD_LINES = 1000
+
+
+@dataclass(frozen=True)
+class SparkSource:
+    """A delimited interaction file as the engine parses it.
+
+    ``path`` is what Spark reads (a local path or a URI such as ``hdfs://...``); ``name`` the dataset name;
+    ``sep`` the one-character separator; every record has ``n_fields`` fields, ``fields`` declares the checked
+    ones (the single-machine rules of :class:`~sinerec.data.linescan.Field`); ``columns`` maps the logical
+    columns (user, item, timestamp, category, behavior) to field indexes; ``header``: line 1 holds names and is
+    not data; ``quoting``: the single-machine reader splits csv quotes (the engine refuses a line holding
+    one).
+    """
+
+    path: str
+    name: str
+    sep: str
+    n_fields: int
+    fields: tuple[Field, ...]
+    columns: dict[str, int]
+    header: bool = False
+    quoting: bool = False
+
+
+def spark_source(cfg: DataConfig, head: Callable[[int], list[bytes]]) -> SparkSource:
+    """The source of ``cfg`` (``data.path`` in ``data.format``); ``head(n)`` gives the file's first ``n``
+    lines (bytes, for a table's header or field count). Refuses, naming the setting, a named dataset, a format
+    outside :data:`SPARK_FORMATS` and the options the engine does not reproduce."""
+    if cfg.path is None:
+        raise ConfigError("--engine spark reads --path FILE with --format (a named --dataset is prepared on one "
+                          "machine: drop --engine spark)")
+    fmt = cfg.format or DEFAULT_FORMAT
+    if fmt not in SPARK_FORMATS:
+        raise ConfigError(f"data.format: --engine spark reads {', '.join(SPARK_FORMATS)}, not {fmt!r} "
+                          "(prepare it on one machine: drop --engine spark)")
+    path = cfg.path
+    name = cfg.dataset if cfg.dataset not in DATASETS else None
+    if fmt == "taobao":
+        fields: tuple[Field, ...] = (Field(0, "id", "user id"), Field(1, "id", "item id"),
+                                     Field(2, "id", "category id"),
+                                     Field(3, "choice", "behaviour type", choices=frozenset(TAOBAO_BEHAVIORS)),
+                                     Field(4, "time", "timestamp"))
+        columns = {USER: 0, ITEM: 1, CATEGORY: 2, BEHAVIOR: 3, TIMESTAMP: 4}
+        return SparkSource(path, name or "taobao", ",", 5, fields, columns)
+    if fmt == "comirec":
+        if cfg.item_path is not None:
+            raise ConfigError("data.item_path: --engine spark does not read comirec's item,category file "
+                              "(prepare it on one machine: drop --engine spark)")
+        fields = (Field(0, "id", "user id"), Field(1, "id", "item id"), Field(2, "time", "timestamp"))
+        return SparkSource(path, name or dataset_stem(Path(path)), ",", 3, fields,
+                           {USER: 0, ITEM: 1, TIMESTAMP: 2})
+    return _table_source(cfg, head, name)
+
+
+def _table_source(cfg: DataConfig, head: Callable[[int], list[bytes]], name: str | None) -> SparkSource:
+    """Format ``table`` as ``sinerec.data.formats.table`` reads delimited text: names from the header line
+    (or 0-based positions), the field count from the header (or the most common count of the first lines)."""
+    path = Path(cfg.path or "")
+    if len(cfg.sep) != 1:
+        raise ConfigError(f"data.sep: the table format needs a one-character separator, got {cfg.sep!r}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        raise ConfigError(f"data.path: --engine spark reads delimited text, not Parquet ({path})")
+    wanted = wanted_columns(cfg.user_col, cfg.item_col, cfg.timestamp_col, cfg.category_col, cfg.behavior_col)
+    names: list[str] | None = None
+    if cfg.header:
+        names = _header(path, cfg.sep, head(1))
+        n_fields = len(names)
+    else:
+        n_fields = _usual_field_count(cfg.sep, head(_HEAD_LINES), wanted)
+    positions = {key: column_position(path, col, names, n_fields) for key, col in wanted.items()}
+    fields: dict[int, Field] = {}
+    for key, pos in positions.items():  # a column named twice (say user and category) is checked once
+        kind, label = TABLE_COLUMNS[key]
+        fields.setdefault(pos, Field(pos, kind, label, datetime=(key == TIMESTAMP)))
+    return SparkSource(str(cfg.path), name or dataset_stem(path), cfg.sep, n_fields, tuple(fields.values()),
+                       positions, header=cfg.header, quoting=True)
+
+
+def _header(path: Path, sep: str, lines: list[bytes]) -> list[str]:
+    """The column names of the first line (the rules of ``sinerec.data.delimited.read_header``)."""
+    first = lines[0].rstrip(b"\r") if lines else b""
+    if not first.strip():
+        raise SinerecError(f"{path}: empty file, expected a header line")
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataFormatError(str(path), 1, first.decode("utf-8", "replace"), "not valid utf-8") from None
+    return [name.strip() for name in split_fields(text, sep, True)]
+
+
+def _usual_field_count(sep: str, lines: list[bytes], wanted: dict[str, str | int]) -> int:
+    """A header-less file's number of fields: the most common count among its first lines."""
+    counts = Counter(len(split_fields(line.rstrip(b"\r").decode("utf-8", "replace"), sep, True))
+                     for line in lines if line.rstrip(b"\r"))
+    if counts:
+        return counts.most_common(1)[0][0]
+    positions = [c for c in wanted.values() if isinstance(c, int) and not isinstance(c, bool)]
+    return max(positions, default=-1) + 1
