@@ -88,8 +88,8 @@ def prepare_with_spark(cfg: DataConfig, spark: SparkSession) -> SequenceData:
     raw = rows.agg(F.count("*"), F.countDistinct(USER), F.countDistinct(ITEM)).first()
     steps: dict[str, Any] = {"raw": {"n_users": int(raw[1]), "n_items": int(raw[2]),  # type: ignore[index]
                                      "n_interactions": int(raw[0])}}  # type: ignore[index]
-    kept = _filtered(rows, cfg.preprocess_config(), steps, TIMESTAMP in source.columns)
-    if kept.count() == 0:
+    kept, count = _filtered(rows, cfg.preprocess_config(), steps, TIMESTAMP in source.columns)
+    if count == 0:
         settings = cfg.preprocess_config()
         filters = ", ".join(f"{key}={getattr(settings, key)!r}" for key in ("behaviors", "duplicates",
                                                                              "min_user_count", "min_item_count"))
@@ -101,9 +101,10 @@ def prepare_with_spark(cfg: DataConfig, spark: SparkSession) -> SequenceData:
     return _sequences(kept, source.name, steps, TIMESTAMP in source.columns, categories)
 
 
-def _filtered(rows: DataFrame, config: PreprocessConfig, steps: dict[str, Any], timed: bool) -> DataFrame:
-    """The rows left by the behaviour filter, the duplicate policy and the k-core, checkpointed (``steps``
-    records each step applied, as ``sinerec.data.preprocess.preprocess`` does)."""
+def _filtered(rows: DataFrame, config: PreprocessConfig, steps: dict[str, Any], timed: bool
+              ) -> tuple[DataFrame, int]:
+    """The rows left by the behaviour filter, the duplicate policy and the k-core, checkpointed, and their
+    count (``steps`` records each step applied, as ``sinerec.data.preprocess.preprocess`` does)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -117,19 +118,20 @@ def _filtered(rows: DataFrame, config: PreprocessConfig, steps: dict[str, Any], 
         rows = rows.withColumn("_r", rank).filter(F.col("_r") == 1).drop("_r")
         steps["duplicates"] = config.duplicates
     rows = rows.localCheckpoint()
+    count = rows.count()
     if config.min_user_count > 0 or config.min_item_count > 0:
-        rows = _kcore(rows, config.min_user_count, config.min_item_count, config.kcore_iterative)
+        rows, count = _kcore(rows, count, config.min_user_count, config.min_item_count, config.kcore_iterative)
         steps["kcore"] = {"min_user_count": config.min_user_count, "min_item_count": config.min_item_count,
                           "iterative": config.kcore_iterative}
-    return rows
+    return rows, count
 
 
-def _kcore(rows: DataFrame, min_user: int, min_item: int, iterative: bool) -> DataFrame:
+def _kcore(rows: DataFrame, count: int, min_user: int, min_item: int, iterative: bool) -> tuple[DataFrame, int]:
     """Drop the rows of items with fewer than ``min_item`` rows, then of users with fewer than ``min_user``;
-    repeated until a round drops nothing (one round unless ``iterative``)."""
+    repeated until a round drops nothing (one round unless ``iterative``). ``count``: the rows given; returns
+    the rows left and their count."""
     from pyspark.sql import functions as F
 
-    count = rows.count()
     while True:
         for column, least in ((ITEM, min_item), (USER, min_user)):
             if least > 0:
@@ -138,7 +140,7 @@ def _kcore(rows: DataFrame, min_user: int, min_item: int, iterative: bool) -> Da
         rows = rows.localCheckpoint()
         left = rows.count()
         if not iterative or left == count:
-            return rows
+            return rows, left
         count = left
 
 
