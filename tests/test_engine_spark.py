@@ -91,10 +91,11 @@ def test_taobao_synth_file_gives_the_single_machine_artifact(spark, taobao_file,
 
 
 # Ties in time (user 7 at t=100 three times, in file order 30, 10, 20), duplicate rows, ids written " 7" and
-# "007" (one id), a fractional timestamp written 5.0, CRLF line ends, a blank line and a BOM.
+# "007" (one id), a fractional timestamp written 5.0, item 10 first in category c1 and last in c8, CRLF line
+# ends, a blank line and a BOM.
 TIES = ("\ufeffuser_id,item_id,timestamp,category\r\n"
         "7,30,100,c3\r\n 7,10,100,c1\r\n2,10,50,c9\r\n007,20,100,c2\r\n\r\n2,10,50,c1\r\n2,30,40,c3\r\n"
-        "7,10,100,c1\r\n9,20,5.0,c2\r\n9,30,6,c3\r\n2,20,50,c2\r\n9,10,5,c1\r\n7,30,90,c3\r\n")
+        "7,10,100,c1\r\n9,20,5.0,c2\r\n9,30,6,c3\r\n2,20,50,c2\r\n9,10,5,c8\r\n7,30,90,c3\r\n")
 
 
 @pytest.mark.parametrize("duplicates", ["keep", "first", "last"])
