@@ -136,6 +136,18 @@ def test_kcore_that_needs_several_rounds(spark, tmp_path):
     assert once["n_users"] == 7  # one round keeps the chain's middle: the iteration mattered
 
 
+def test_comirec_gzip_with_text_ids(spark, tmp_path):
+    import gzip
+
+    # "+5" is not an integer to the single-machine reader (pyarrow's rule): the item ids stay text
+    lines = [f"{u},{'+' if (u + k) % 5 == 0 else ''}{(u * 3 + k) % 11},{100 + k}" for u in range(30) for k in range(5)]
+    path = tmp_path / "book_train.txt.gz"
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    summary = same_artifact(spark, tmp_path, path, "comirec")
+    assert summary["name"] == "book_train" and summary["n_interactions"] == 150
+    assert "+5" in pq.read_table(tmp_path / "spark" / "items.parquet").column("item_id").to_pylist()
+
+
 def _bad_taobao(taobao_file: Path, folder: Path, bad: dict[int, bytes], newline: bool = True) -> Path:
     lines = taobao_file.read_bytes().splitlines()
     for number, line in bad.items():
