@@ -143,9 +143,14 @@ def test_comirec_gzip_with_text_ids(spark, tmp_path):
     lines = [f"{u},{'+' if (u + k) % 5 == 0 else ''}{(u * 3 + k) % 11},{100 + k}" for u in range(30) for k in range(5)]
     path = tmp_path / "book_train.txt.gz"
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    summary = same_artifact(spark, tmp_path, path, "comirec")
+    # the item file: item 3 twice (the first line wins), "+5" apart from 5, items 9 and 10 without a line
+    side = tmp_path / "book_item_cate.txt"
+    side.write_text("0,c0\n1,c1\n2,c2\n3,c3\n3,c33\n4,c4\n5,c5\n+5,cplus\n6,c6\n7,c7\n8,c8\n")
+    summary = same_artifact(spark, tmp_path, path, "comirec", f"data.item_path={json.dumps(str(side))}")
     assert summary["name"] == "book_train" and summary["n_interactions"] == 150
-    assert "+5" in pq.read_table(tmp_path / "spark" / "items.parquet").column("item_id").to_pylist()
+    items = pq.read_table(tmp_path / "spark" / "items.parquet").to_pydict()
+    categories = dict(zip(items["item_id"], items["categories"], strict=True))
+    assert categories["+5"] == ["cplus"] and categories["3"] == ["c3"] and categories["10"] == []
 
 
 def _bad_taobao(taobao_file: Path, folder: Path, bad: dict[int, bytes], newline: bool = True) -> Path:

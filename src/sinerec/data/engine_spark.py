@@ -76,7 +76,7 @@ def prepare_with_spark(cfg: DataConfig, spark: SparkSession) -> SequenceData:
     :func:`sinerec.pipeline.preprocess_source` of ``cfg``. Raises as it does (DataFormatError for a malformed
     line, DataError when no interaction is left), and ConfigError for what the engine does not reproduce."""
     from sinerec.data.spark_parse import head_lines, line_frame, parse_rows
-    from sinerec.data.spark_source import spark_source
+    from sinerec.data.spark_source import side_categories, spark_source
 
     if cfg.path is None:
         spark_source(cfg, lambda n: [])  # raises: a named dataset is not read by the engine
@@ -98,7 +98,11 @@ def prepare_with_spark(cfg: DataConfig, spark: SparkSession) -> SequenceData:
     categories = None
     if CATEGORY in source.columns:  # an item's category: the one on its first line, any behaviour
         categories = rows.groupBy(ITEM).agg(F.min_by(CATEGORY, "_m").alias(CATEGORY))
-    return _sequences(kept, source.name, steps, TIMESTAMP in source.columns, categories)
+    data = _sequences(kept, source.name, steps, TIMESTAMP in source.columns, categories)
+    if source.item_path is not None:  # comirec's item,category file: small, read on the driver
+        int_items = rows.schema[ITEM].dataType.typeName() == "long"
+        data.item_categories = side_categories(source, data.item_ids, int_items, cfg.skip_bad_lines)
+    return data
 
 
 def _filtered(rows: DataFrame, config: PreprocessConfig, steps: dict[str, Any], timed: bool

@@ -4,7 +4,7 @@ format's single-machine reader (``sinerec.data.formats``).
 
 Formats: ``taobao`` (Tianchi UserBehavior lines), ``comirec`` (``user,item,timestamp`` lines) and ``table``
 (delimited text with a header or column positions). The others, and options whose single-machine rule the
-engine does not reproduce (comirec's item file, table's Parquet input), are refused with
+engine does not reproduce (table's Parquet input, multi-character separators), are refused with
 :class:`~sinerec.errors.ConfigError` naming the option: the engine never gives a different artifact silently.
 """
 
@@ -15,9 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from sinerec.config import DataConfig
+from sinerec.data.assemble import align_items, items_frame
 from sinerec.data.columns import TABLE_COLUMNS, column_position, wanted_columns
 from sinerec.data.datasets import DATASETS
+from sinerec.data.delimited import DelimitedFile, parse_delimited
 from sinerec.data.files import dataset_stem
 from sinerec.data.formats import DEFAULT_FORMAT
 from sinerec.data.formats.taobao import TAOBAO_BEHAVIORS
@@ -25,7 +30,7 @@ from sinerec.data.frame import BEHAVIOR, CATEGORY, ITEM, TIMESTAMP, USER
 from sinerec.data.linescan import Field, split_fields
 from sinerec.errors import ConfigError, DataFormatError, SinerecError
 
-__all__ = ["SPARK_FORMATS", "SparkSource", "spark_source"]
+__all__ = ["SPARK_FORMATS", "SparkSource", "side_categories", "spark_source"]
 
 #: The formats ``--engine spark`` reads.
 SPARK_FORMATS = ("taobao", "comirec", "table")
@@ -43,7 +48,7 @@ class SparkSource:
     ones (the single-machine rules of :class:`~sinerec.data.linescan.Field`); ``columns`` maps the logical
     columns (user, item, timestamp, category, behavior) to field indexes; ``header``: line 1 holds names and is
     not data; ``quoting``: the single-machine reader splits csv quotes (the engine refuses a line holding
-    one).
+    one); ``item_path``: comirec's ``item,category`` file (read on the driver: :func:`side_categories`).
     """
 
     path: str
@@ -54,6 +59,27 @@ class SparkSource:
     columns: dict[str, int]
     header: bool = False
     quoting: bool = False
+    item_path: str | None = None
+
+
+def side_categories(source: SparkSource, item_ids: np.ndarray, int_items: bool, skip_bad_lines: bool
+                    ) -> list[tuple[str, ...]] | None:
+    """The categories of the items ``item_ids`` (index 0 padding) from comirec's ``item,category`` file
+    (``source.item_path``: one line per item, small; read on the driver by the single-machine reader, with its
+    rules: the first line of an item wins, an item without a line has none); None without the file.
+    ``int_items``: the log's item ids are integers."""
+    if source.item_path is None:
+        return None
+    spec = DelimitedFile(Path(source.item_path), sep=",", n_fields=2,
+                         fields=(Field(0, "id", "item id"), Field(1, "id", "category")))
+    columns, _ = parse_delimited(spec, skip_bad_lines)
+    items = items_frame(columns[0], categories=[(str(c),) for c in columns[1]])
+    events = pd.DataFrame({ITEM: pd.Series([], dtype=np.int64 if int_items else object)})
+    aligned = align_items(events, items)
+    if aligned is None or not len(aligned):
+        return None
+    info = aligned.reindex(pd.Index(item_ids[1:]))
+    return [()] + [tuple(c) if isinstance(c, (tuple, list)) else () for c in info["categories"]]
 
 
 def spark_source(cfg: DataConfig, head: Callable[[int], list[bytes]]) -> SparkSource:
@@ -77,12 +103,9 @@ def spark_source(cfg: DataConfig, head: Callable[[int], list[bytes]]) -> SparkSo
         columns = {USER: 0, ITEM: 1, CATEGORY: 2, BEHAVIOR: 3, TIMESTAMP: 4}
         return SparkSource(path, name or "taobao", ",", 5, fields, columns)
     if fmt == "comirec":
-        if cfg.item_path is not None:
-            raise ConfigError("data.item_path: --engine spark does not read comirec's item,category file "
-                              "(prepare it on one machine: drop --engine spark)")
         fields = (Field(0, "id", "user id"), Field(1, "id", "item id"), Field(2, "time", "timestamp"))
         return SparkSource(path, name or dataset_stem(Path(path)), ",", 3, fields,
-                           {USER: 0, ITEM: 1, TIMESTAMP: 2})
+                           {USER: 0, ITEM: 1, TIMESTAMP: 2}, item_path=cfg.item_path)
     return _table_source(cfg, head, name)
 
 
