@@ -153,6 +153,20 @@ def test_comirec_gzip_with_text_ids(spark, tmp_path):
     assert categories["+5"] == ["cplus"] and categories["3"] == ["c3"] and categories["10"] == []
 
 
+def test_movielens_folder_with_titles_and_genres(spark, tmp_path):
+    folder = tmp_path / "ml-tiny"
+    folder.mkdir()
+    ratings = [f"{u},{(u * 5 + k) % 9 + 1},{1 + k % 5}.0,{900 + k // 2}" for u in range(1, 25) for k in range(6)]
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(ratings) + "\n")
+    (folder / "movies.csv").write_text('movieId,title,genres\n1,"Heat, Part 1 (1995)",Action|Crime\n'
+                                       "2,Up (2009),(no genres listed)\n3,Alien (1979),Horror|Sci-Fi\n"
+                                       "4,Her (2013),Drama\n5,Fargo (1996),Crime\n20,Unrated (2000),Drama\n")
+    summary = same_artifact(spark, tmp_path, folder, "movielens", "data.min_user_count=6")
+    items = pq.read_table(tmp_path / "spark" / "items.parquet").to_pydict()
+    assert summary["name"] == "ml-tiny" and items["title"][0] == "Heat, Part 1 (1995)"
+    assert items["categories"][:2] == [["Action", "Crime"], []] and items["title"][-1] == ""
+
+
 def _bad_taobao(taobao_file: Path, folder: Path, bad: dict[int, bytes], newline: bool = True) -> Path:
     lines = taobao_file.read_bytes().splitlines()
     for number, line in bad.items():

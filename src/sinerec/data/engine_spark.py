@@ -76,12 +76,10 @@ def prepare_with_spark(cfg: DataConfig, spark: SparkSession) -> SequenceData:
     :func:`sinerec.pipeline.preprocess_source` of ``cfg``. Raises as it does (DataFormatError for a malformed
     line, DataError when no interaction is left), and ConfigError for what the engine does not reproduce."""
     from sinerec.data.spark_parse import head_lines, line_frame, parse_rows
-    from sinerec.data.spark_source import side_categories, spark_source
+    from sinerec.data.spark_source import side_items, spark_source
 
-    if cfg.path is None:
-        spark_source(cfg, lambda n: [])  # raises: a named dataset is not read by the engine
-    lines = line_frame(spark, str(cfg.path))
-    source = spark_source(cfg, lambda n: head_lines(lines, n))
+    source = spark_source(cfg, lambda n: head_lines(line_frame(spark, str(cfg.path)), n))
+    lines = line_frame(spark, source.path)
     rows = parse_rows(lines, source, cfg.skip_bad_lines)
     from pyspark.sql import functions as F
 
@@ -99,9 +97,9 @@ def prepare_with_spark(cfg: DataConfig, spark: SparkSession) -> SequenceData:
     if CATEGORY in source.columns:  # an item's category: the one on its first line, any behaviour
         categories = rows.groupBy(ITEM).agg(F.min_by(CATEGORY, "_m").alias(CATEGORY))
     data = _sequences(kept, source.name, steps, TIMESTAMP in source.columns, categories)
-    if source.item_path is not None:  # comirec's item,category file: small, read on the driver
+    if source.side is not None:  # the format's item file: small, read on the driver
         int_items = rows.schema[ITEM].dataType.typeName() == "long"
-        data.item_categories = side_categories(source, data.item_ids, int_items, cfg.skip_bad_lines)
+        data.item_titles, data.item_categories = side_items(source, data.item_ids, int_items)
     return data
 
 

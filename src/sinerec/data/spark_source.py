@@ -2,8 +2,9 @@
 :class:`SparkSource` (separator, fields, which field is the user, the item...), with the same rules as the
 format's single-machine reader (``sinerec.data.formats``).
 
-Formats: ``taobao`` (Tianchi UserBehavior lines), ``comirec`` (``user,item,timestamp`` lines) and ``table``
-(delimited text with a header or column positions). The others, and options whose single-machine rule the
+Formats: ``taobao`` (Tianchi UserBehavior lines), ``comirec`` (``user,item,timestamp`` lines, and its
+``item,category`` file), ``movielens`` (a folder: ``ratings.csv``, and ``movies.csv`` for titles and genres) and
+``table`` (delimited text with a header or column positions). The others, and options whose single-machine rule the
 engine does not reproduce (table's Parquet input, multi-character separators), are refused with
 :class:`~sinerec.errors.ConfigError` naming the option: the engine never gives a different artifact silently.
 """
@@ -13,27 +14,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sinerec.config import DataConfig
-from sinerec.data.assemble import align_items, items_frame
+from sinerec.data.assemble import align_items, genre_tuples, items_frame
 from sinerec.data.columns import TABLE_COLUMNS, column_position, wanted_columns
 from sinerec.data.datasets import DATASETS
-from sinerec.data.delimited import DelimitedFile, parse_delimited
-from sinerec.data.files import dataset_stem
+from sinerec.data.delimited import DelimitedFile, parse_delimited, read_header
+from sinerec.data.files import dataset_stem, find_file
 from sinerec.data.formats import DEFAULT_FORMAT
 from sinerec.data.formats.taobao import TAOBAO_BEHAVIORS
 from sinerec.data.frame import BEHAVIOR, CATEGORY, ITEM, TIMESTAMP, USER
 from sinerec.data.linescan import Field, split_fields
 from sinerec.errors import ConfigError, DataFormatError, SinerecError
 
-__all__ = ["SPARK_FORMATS", "SparkSource", "side_categories", "spark_source"]
+__all__ = ["SPARK_FORMATS", "SparkSource", "side_items", "spark_source"]
 
 #: The formats ``--engine spark`` reads.
-SPARK_FORMATS = ("taobao", "comirec", "table")
+SPARK_FORMATS = ("taobao", "comirec", "movielens", "table")
 
 #: How many first lines a header-less table's field count is taken from (as the single-machine reader does).
 _HEAD_LINES = 1000
@@ -48,7 +50,8 @@ class SparkSource:
     ones (the single-machine rules of :class:`~sinerec.data.linescan.Field`); ``columns`` maps the logical
     columns (user, item, timestamp, category, behavior) to field indexes; ``header``: line 1 holds names and is
     not data; ``quoting``: the single-machine reader splits csv quotes (the engine refuses a line holding
-    one); ``item_path``: comirec's ``item,category`` file (read on the driver: :func:`side_categories`).
+    one); ``side`` reads the format's item file (small: one line per item) on the driver, with the
+    single-machine reader, as an items table (:func:`side_items`).
     """
 
     path: str
@@ -59,27 +62,65 @@ class SparkSource:
     columns: dict[str, int]
     header: bool = False
     quoting: bool = False
-    item_path: str | None = None
+    side: Callable[[], pd.DataFrame] | None = None
 
 
-def side_categories(source: SparkSource, item_ids: np.ndarray, int_items: bool, skip_bad_lines: bool
-                    ) -> list[tuple[str, ...]] | None:
-    """The categories of the items ``item_ids`` (index 0 padding) from comirec's ``item,category`` file
-    (``source.item_path``: one line per item, small; read on the driver by the single-machine reader, with its
-    rules: the first line of an item wins, an item without a line has none); None without the file.
+def side_items(source: SparkSource, item_ids: np.ndarray, int_items: bool
+               ) -> tuple[list[str] | None, list[tuple[str, ...]] | None]:
+    """The titles and categories of the items ``item_ids`` (index 0 padding) from the source's item file
+    (``source.side``), by the single-machine rules (``sinerec.data.preprocess``): (None, None) without one.
     ``int_items``: the log's item ids are integers."""
-    if source.item_path is None:
-        return None
-    spec = DelimitedFile(Path(source.item_path), sep=",", n_fields=2,
-                         fields=(Field(0, "id", "item id"), Field(1, "id", "category")))
-    columns, _ = parse_delimited(spec, skip_bad_lines)
-    items = items_frame(columns[0], categories=[(str(c),) for c in columns[1]])
+    items = source.side() if source.side is not None else None
     events = pd.DataFrame({ITEM: pd.Series([], dtype=np.int64 if int_items else object)})
     aligned = align_items(events, items)
     if aligned is None or not len(aligned):
-        return None
+        return None, None
     info = aligned.reindex(pd.Index(item_ids[1:]))
-    return [()] + [tuple(c) if isinstance(c, (tuple, list)) else () for c in info["categories"]]
+    titles = categories = None
+    if "title" in info.columns:
+        titles = [""] + [t if isinstance(t, str) else "" for t in info["title"].tolist()]
+    if "categories" in info.columns:
+        categories = [()] + [tuple(c) if isinstance(c, (tuple, list)) else () for c in info["categories"]]
+    return titles, categories
+
+
+def _comirec_items(path: Path, skip_bad_lines: bool) -> pd.DataFrame:
+    """comirec's ``item,category`` file as ``sinerec.data.formats.comirec`` reads it."""
+    spec = DelimitedFile(path, sep=",", n_fields=2, fields=(Field(0, "id", "item id"), Field(1, "id", "category")))
+    columns, _ = parse_delimited(spec, skip_bad_lines)
+    return items_frame(columns[0], categories=[(str(c),) for c in columns[1]])
+
+
+def _positions(path: Path, header: list[str], wanted: list[str]) -> list[int]:
+    """The positions of the ``wanted`` columns (MovieLens' rule: a missing one is a malformed header)."""
+    missing = [w for w in wanted if w not in header]
+    if missing:
+        raise DataFormatError(str(path), 1, ",".join(header), f"unexpected header: missing column(s) "
+                                                                f"{', '.join(missing)}")
+    return [header.index(w) for w in wanted]
+
+
+def _movielens_items(path: Path, skip_bad_lines: bool) -> pd.DataFrame:
+    """MovieLens' ``movies.csv`` as ``sinerec.data.formats.movielens`` reads it (titles, genres)."""
+    header = read_header(path, ",", True, "utf-8")
+    mi, mt, mg = _positions(path, header, ["movieId", "title", "genres"])
+    spec = DelimitedFile(path, sep=",", n_fields=len(header), first_line=2, quoting=True,
+                         fields=(Field(mi, "id", "movie id"), Field(mt, "text", "title"), Field(mg, "text", "genres")))
+    columns, _ = parse_delimited(spec, skip_bad_lines)
+    return items_frame(columns[mi], title=columns[mt], categories=genre_tuples(columns[mg]))
+
+
+def _movielens_source(cfg: DataConfig, name: str | None) -> SparkSource:
+    """A MovieLens CSV folder: ``ratings.csv`` (read by Spark) and ``movies.csv`` (the item file)."""
+    folder = Path(str(cfg.path))
+    ratings, movies = find_file(folder, "ratings.csv"), find_file(folder, "movies.csv")
+    header = read_header(ratings, ",", True, "utf-8")
+    u, i, r, t = _positions(ratings, header, ["userId", "movieId", "rating", "timestamp"])
+    fields = (Field(u, "id", "user id"), Field(i, "id", "movie id"), Field(r, "num", "rating"),
+              Field(t, "time", "timestamp"))
+    return SparkSource(str(ratings), name or folder.resolve().name, ",", len(header), fields,
+                       {USER: u, ITEM: i, TIMESTAMP: t}, header=True, quoting=True,
+                       side=partial(_movielens_items, movies, cfg.skip_bad_lines))
 
 
 def spark_source(cfg: DataConfig, head: Callable[[int], list[bytes]]) -> SparkSource:
@@ -104,8 +145,11 @@ def spark_source(cfg: DataConfig, head: Callable[[int], list[bytes]]) -> SparkSo
         return SparkSource(path, name or "taobao", ",", 5, fields, columns)
     if fmt == "comirec":
         fields = (Field(0, "id", "user id"), Field(1, "id", "item id"), Field(2, "time", "timestamp"))
+        side = partial(_comirec_items, Path(cfg.item_path), cfg.skip_bad_lines) if cfg.item_path else None
         return SparkSource(path, name or dataset_stem(Path(path)), ",", 3, fields,
-                           {USER: 0, ITEM: 1, TIMESTAMP: 2}, item_path=cfg.item_path)
+                           {USER: 0, ITEM: 1, TIMESTAMP: 2}, side=side)
+    if fmt == "movielens":
+        return _movielens_source(cfg, name)
     return _table_source(cfg, head, name)
 
 
