@@ -167,6 +167,23 @@ def test_movielens_folder_with_titles_and_genres(spark, tmp_path):
     assert items["categories"][:2] == [["Action", "Crime"], []] and items["title"][-1] == ""
 
 
+def test_ml1m_folder_and_a_non_ascii_latin1_log_is_refused(spark, tmp_path):
+    from sinerec.data.engine_spark import prepare_with_spark
+
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    ratings = [f"{u}::{(u * 2 + k) % 7 + 1}::{1 + k % 5}::{978300000 + k % 3}" for u in range(1, 20) for k in range(5)]
+    (folder / "ratings.dat").write_text("\n".join(ratings) + "\n")
+    (folder / "movies.dat").write_bytes("1::Am\u00e9lie (2001)::Comedy|Romance\n2::Heat (1995)::Action\n"
+                                        "7::Up (2009)::Animation\n".encode("latin-1"))
+    summary = same_artifact(spark, tmp_path, folder, "ml-1m")
+    items = pq.read_table(tmp_path / "spark" / "items.parquet").to_pydict()
+    assert summary["name"] == "ml-1m" and items["title"][0] == "Am\u00e9lie (2001)"
+    (folder / "ratings.dat").write_bytes(b"1::2::3::4\n\xe9::2::3::4\n")
+    with pytest.raises(ConfigError, match="non-ASCII"):
+        prepare_with_spark(_config(folder, "ml-1m").data, spark)
+
+
 def _bad_taobao(taobao_file: Path, folder: Path, bad: dict[int, bytes], newline: bool = True) -> Path:
     lines = taobao_file.read_bytes().splitlines()
     for number, line in bad.items():
@@ -211,7 +228,7 @@ def test_what_the_engine_does_not_reproduce_is_refused(spark, tmp_path):
     iso = tmp_path / "iso.csv"
     iso.write_text("user_id,item_id,timestamp\n1,2,2024-01-02T03:04:05\n")
     for path, fmt, message in ((quoted, "table", "double quote"), (iso, "table", "ISO 8601"),
-                               (iso, "ml-1m", "--engine spark reads taobao")):
+                               (iso, "recbole", "--engine spark reads taobao")):
         with pytest.raises(ConfigError, match=message):
             prepare_with_spark(_config(path, fmt).data, spark)
     with pytest.raises(SinerecError, match="no column 'user'"):

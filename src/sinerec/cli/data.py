@@ -38,8 +38,8 @@ def register(sub: Any) -> None:
                                                 "dataset there is replaced, any other folder is refused)")
     d.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local: this process (default); spark: Apache Spark reads, filters, orders and numbers "
-                        "the log (formats taobao, comirec, movielens, table; pip install 'sinerec[spark]'), same "
-                        "artifact")
+                        "the log (formats taobao, comirec, movielens, ml-1m, table; pip install "
+                        "'sinerec[spark]'), same artifact")
     d.add_argument("--spark-master", metavar="URL", help="with --engine spark: local[N], spark://HOST:7077, yarn... "
                    "(default: spark-submit's or PYSPARK_SUBMIT_ARGS' --master, else local[*])")
     d.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",

@@ -5,9 +5,10 @@ expressions so that they run on the executors:
 
 * the file is read as lines (``\\n`` ends a line; one trailing ``\\r`` and a leading UTF-8 BOM are removed);
   blank lines are skipped; with a header, line 1 is not data;
-* a record is malformed when it is not valid UTF-8, has another number of fields than the source's, or a
-  checked field fails its kind's rule (an id: non-empty, no NUL, at most ``MAX_ID_LENGTH`` characters; a
-  choice: one of its values; a number or timestamp: a finite decimal number, a timestamp below 2**63);
+* a record is malformed when it is not valid UTF-8 (a latin-1 source holding a non-ASCII byte is refused), has
+  another number of fields than the source's, or a checked field fails its kind's rule (an id: non-empty, no
+  NUL, at most ``MAX_ID_LENGTH`` characters; a choice: one of its values; a number or timestamp: a finite
+  decimal number, a timestamp below 2**63);
 * ids are int64 when every id of the column (trimmed) is an integer that fits, else the text as it is;
   timestamps int64 when every one is integral (and below 2**62 when written as a fraction or exponent), else
   float64; categories are the text of the (typed) id.
@@ -102,7 +103,8 @@ def _records(lines: DataFrame, source: SparkSource) -> DataFrame:
         rows = rows.filter(F.col("_m") != 0)
     parts = F.split(F.col("text"), "\\Q" + source.sep + "\\E", -1)
     rows = rows.withColumn("_f", parts)
-    ok = F.expr("is_valid_utf8(value)") & (F.size("_f") == source.n_fields)
+    valid = F.expr("is_valid_utf8(value)") if source.encoding == "utf-8" else F.lit(True)  # latin-1: any byte
+    ok = valid & (F.size("_f") == source.n_fields)
     for field in source.fields:
         ok = ok & _field_ok(field, F.get(F.col("_f"), field.index))
     return rows.withColumn("_ok", F.coalesce(ok, F.lit(False)))
@@ -116,6 +118,8 @@ def _inspect(records: DataFrame, source: SparkSource) -> dict[str, Any]:
     """One pass: malformed lines, double quotes, ISO dates, and per field whether the values are integers."""
     ok = F.col("_ok")
     checks = [_count(~ok).alias("bad"), _count(F.col("text").contains('"')).alias("quotes")]
+    if source.encoding != "utf-8":
+        checks.append(_count(F.col("value").rlike(r"[^\x00-\x7F]")).alias("nonascii"))
     for field in source.fields:
         value = F.get(F.col("_f"), field.index)
         if field.kind == "id":
@@ -133,6 +137,10 @@ def _refuse_unreproduced(source: SparkSource, seen: dict[str, Any]) -> None:
     if source.quoting and seen["quotes"]:
         raise ConfigError(f"{source.path}: {seen['quotes']:,} line(s) hold a double quote: --engine spark does "
                           "not split csv-quoted fields (prepare it on one machine: drop --engine spark)")
+    if source.encoding != "utf-8" and seen["nonascii"]:
+        raise ConfigError(f"{source.path}: {seen['nonascii']:,} line(s) hold non-ASCII characters of a "
+                          f"{source.encoding} file: --engine spark decodes UTF-8 (prepare it on one machine: drop "
+                          "--engine spark)")
     for field in source.fields:
         if field.datetime and seen.get(f"iso_{field.index}"):
             raise ConfigError(f"{source.path}: ISO 8601 {field.label}s: --engine spark reads unix seconds only "
@@ -152,7 +160,8 @@ def _report_bad(lines: DataFrame, records: DataFrame, source: SparkSource, n_bad
         line = starts[part] + order - (part << 33) + 1
         data = bytes(raw)[len(_BOM):] if order == 0 and bytes(raw).startswith(_BOM) else bytes(raw)
         cut = line == total and not ends_in_newline
-        block = Block(data if cut else data + b"\n", line, source.sep, source.n_fields, source.quoting, "utf-8")
+        block = Block(data if cut else data + b"\n", line, source.sep, source.n_fields, source.quoting,
+                      source.encoding)
         found = scan(block, source.fields, collect=False)
         if not found:
             raise SinerecError(f"{source.path}, line {line}: --engine spark found this line malformed and the "

@@ -3,10 +3,11 @@
 format's single-machine reader (``sinerec.data.formats``).
 
 Formats: ``taobao`` (Tianchi UserBehavior lines), ``comirec`` (``user,item,timestamp`` lines, and its
-``item,category`` file), ``movielens`` (a folder: ``ratings.csv``, and ``movies.csv`` for titles and genres) and
-``table`` (delimited text with a header or column positions). The others, and options whose single-machine rule the
-engine does not reproduce (table's Parquet input, multi-character separators), are refused with
-:class:`~sinerec.errors.ConfigError` naming the option: the engine never gives a different artifact silently.
+``item,category`` file), ``movielens`` (a folder: ``ratings.csv``, and ``movies.csv`` for titles and
+genres), ``ml-1m`` (``ratings.dat`` and ``movies.dat``) and ``table`` (delimited text with a header or column
+positions). The others, and options whose single-machine rule the engine does not reproduce (table's Parquet
+input, multi-character separators), are refused with :class:`~sinerec.errors.ConfigError` naming the
+option: the engine never gives a different artifact silently.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sinerec.errors import ConfigError, DataFormatError, SinerecError
 __all__ = ["SPARK_FORMATS", "SparkSource", "side_items", "spark_source"]
 
 #: The formats ``--engine spark`` reads.
-SPARK_FORMATS = ("taobao", "comirec", "movielens", "table")
+SPARK_FORMATS = ("taobao", "comirec", "movielens", "ml-1m", "table")
 
 #: How many first lines a header-less table's field count is taken from (as the single-machine reader does).
 _HEAD_LINES = 1000
@@ -51,7 +52,8 @@ class SparkSource:
     columns (user, item, timestamp, category, behavior) to field indexes; ``header``: line 1 holds names and is
     not data; ``quoting``: the single-machine reader splits csv quotes (the engine refuses a line holding
     one); ``side`` reads the format's item file (small: one line per item) on the driver, with the
-    single-machine reader, as an items table (:func:`side_items`).
+    single-machine reader, as an items table (:func:`side_items`); ``encoding`` "utf-8", or "latin-1" (then
+    the engine refuses a line that is not ASCII: Spark decodes UTF-8).
     """
 
     path: str
@@ -63,6 +65,7 @@ class SparkSource:
     header: bool = False
     quoting: bool = False
     side: Callable[[], pd.DataFrame] | None = None
+    encoding: str = "utf-8"
 
 
 def side_items(source: SparkSource, item_ids: np.ndarray, int_items: bool
@@ -110,6 +113,25 @@ def _movielens_items(path: Path, skip_bad_lines: bool) -> pd.DataFrame:
     return items_frame(columns[mi], title=columns[mt], categories=genre_tuples(columns[mg]))
 
 
+def _ml1m_items(path: Path, skip_bad_lines: bool) -> pd.DataFrame:
+    """MovieLens-1M's ``movies.dat`` (latin-1, ``::``) as ``sinerec.data.formats.ml1m`` reads it."""
+    spec = DelimitedFile(path, sep="::", n_fields=3, encoding="latin-1",
+                         fields=(Field(0, "id", "movie id"), Field(1, "text", "title"), Field(2, "text", "genres")))
+    columns, _ = parse_delimited(spec, skip_bad_lines)
+    return items_frame(columns[0], title=columns[1], categories=genre_tuples(columns[2]))
+
+
+def _ml1m_source(cfg: DataConfig, name: str | None) -> SparkSource:
+    """A MovieLens-1M folder: ``ratings.dat`` (read by Spark; latin-1, so lines must be ASCII) and
+    ``movies.dat`` (the item file)."""
+    folder = Path(str(cfg.path))
+    ratings, movies = find_file(folder, "ratings.dat"), find_file(folder, "movies.dat")
+    fields = (Field(0, "id", "user id"), Field(1, "id", "movie id"), Field(2, "num", "rating"),
+              Field(3, "time", "timestamp"))
+    return SparkSource(str(ratings), name or "ml-1m", "::", 4, fields, {USER: 0, ITEM: 1, TIMESTAMP: 3},
+                       encoding="latin-1", side=partial(_ml1m_items, movies, cfg.skip_bad_lines))
+
+
 def _movielens_source(cfg: DataConfig, name: str | None) -> SparkSource:
     """A MovieLens CSV folder: ``ratings.csv`` (read by Spark) and ``movies.csv`` (the item file)."""
     folder = Path(str(cfg.path))
@@ -150,6 +172,8 @@ def spark_source(cfg: DataConfig, head: Callable[[int], list[bytes]]) -> SparkSo
                            {USER: 0, ITEM: 1, TIMESTAMP: 2}, side=side)
     if fmt == "movielens":
         return _movielens_source(cfg, name)
+    if fmt == "ml-1m":
+        return _ml1m_source(cfg, name)
     return _table_source(cfg, head, name)
 
 
