@@ -116,7 +116,12 @@ def test_fusion_quick_interleaves_and_reports_ratios(tmp_path: Path, monkeypatch
     assert set(doc["timings"]) == {"eager/float32", "eager/bf16"}
     assert all(len(v) == 2 and min(v) > 0 for v in doc["timings"].values())  # two interleaved rounds each
     base = sorted(doc["timings"]["eager/float32"])
-    assert doc["summary"]["eager/float32"] == {"examples_per_second": round(sum(base) / 2, 1), "vs_eager_float32": 1.0}
+    summary = doc["summary"]["eager/float32"]
+    assert summary["examples_per_second"] == round(sum(base) / 2, 1) and summary["vs_eager_float32"] == 1.0
+    for name, precision in (("eager/float32", "float32"), ("eager/bf16", "bf16")):  # rate x FLOPs / its peak
+        s = doc["summary"][name]
+        expected = s["examples_per_second"] * doc["flops_per_example"] / (1e9 * doc["gemm_peak_gflops"][precision])
+        assert s["fraction_of_peak"] == pytest.approx(expected, rel=1e-3, abs=5e-5)  # rounded to 4 places
     assert "| eager | bf16 |" in (tmp_path / "fusion.md").read_text()
 
 

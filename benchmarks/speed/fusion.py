@@ -5,7 +5,9 @@ Issue 13 item 2 asks whether fusing the training step (``train.compile``) and bf
 ``compile``) and ``--precisions`` (``float32``, ``bf16``) in one process, warms each up (one epoch of
 ``--steps`` steps: the compilation happens there), then times ``--rounds`` rounds in which every combination
 trains one epoch of ``--steps`` steps in turn, so a change of the machine's load hits all of them alike. It
-reports each combination's median examples/s and its ratio to eager float32 in the same rounds.
+reports each combination's median examples/s, its ratio to eager float32 in the same rounds, and the fraction
+of the measured GEMM peak of its precision (``speed.py``'s 2048 x 1024 x 1024 product: the mean of the median of 5
+timings before the rounds and that of 5 after them; FLOPs per example from PyTorch's counter, as in ``speed.py``).
 
     python benchmarks/speed/fusion.py --data-dir ../shared/data/ml-1m --out benchmarks/speed/fusion
     python benchmarks/speed/fusion.py --quick --out /tmp/fusion          # tiny synthetic data, seconds
@@ -34,6 +36,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contention import machine  # noqa: E402
+from speed import DTYPES, gemm_peak  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sinerec.config import load_config  # noqa: E402
 from sinerec.data.preprocess import preprocess  # noqa: E402
@@ -55,8 +59,8 @@ def prepared_data(args: argparse.Namespace) -> Prepared:
     return prepare(load_config({"model": args.model, "data": {"dataset": "ml-1m", "data_dir": args.data_dir}}))
 
 
-def build(args: argparse.Namespace, prepared: Prepared, mode: str, precision: str) -> dict[str, Any]:
-    """A trainer for one combination, its optimizer and batches, warmed up by one epoch."""
+def build(args: argparse.Namespace, prepared: Prepared, mode: str, precision: str, warm: bool = True) -> dict[str, Any]:
+    """A trainer for one combination, its optimizer and batches, warmed up by one epoch (``warm``)."""
     values: dict[str, Any] = {"model": args.model, "train": {
         "batch_size": args.batch, "amp": AMP[precision], "compile": mode == "compile",
         "max_steps_per_epoch": args.steps, "progress": False, "epochs": args.rounds + 1}}
@@ -65,6 +69,8 @@ def build(args: argparse.Namespace, prepared: Prepared, mode: str, precision: st
     trainer = Trainer(load_config(values), prepared.data, prepared.split, log=lambda *a: None)
     trainer.wrap_step_module()
     entry = {"trainer": trainer, "optimizer": trainer.make_optimizer(), "batches": trainer.make_batches()}
+    if not warm:
+        return entry
     t0 = time.perf_counter()
     with trainer.random_stream():
         trainer.train_epoch(0, entry["optimizer"], entry["batches"])
@@ -80,6 +86,18 @@ def summarise(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
             for name, m in medians.items()}
 
 
+def flops_per_example(args: argparse.Namespace, prepared: Prepared) -> float:
+    """Forward + backward FLOPs of one training example (eager float32 trainer, one batch)."""
+    entry = build(args, prepared, "eager", "float32", warm=False)
+    trainer = entry["trainer"]
+    with trainer.random_stream():
+        hist, target = next(iter(entry["batches"].epoch(0)))
+        with FlopCounterMode(display=False) as counter:
+            loss, _ = trainer.loss(hist, target)
+            loss.backward()
+    return counter.get_total_flops() / hist.shape[0]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     lines = ["# Eager against torch.compile, float32 against bf16 autocast (issue 13)", "",
              f"Command: `{doc['command']}`  ", f"Date: {doc['date']}  ",
@@ -88,13 +106,16 @@ def markdown(doc: dict[str, Any]) -> str:
              f"{doc['loadavg_after']}  ",
              f"Model {doc['model']}, batch {doc['batch']}, {doc['steps']} steps per timing, {doc['rounds']} "
              f"interleaved rounds; data: {doc['data']}", "",
-             "| mode | precision | examples/s (median) | vs eager float32 | warm-up s (incl. compilation) |",
-             "|---|---|---|---|---|"]
+             f"GEMM peak (mean of the medians before and after the rounds): float32 "
+             f"{doc['gemm_peak_gflops']['float32']:.1f} GFLOP/s, bfloat16 {doc['gemm_peak_gflops']['bf16']:.1f} "
+             f"GFLOP/s; {doc['flops_per_example'] / 1e6:.2f} MFLOP per training example", "",
+             "| mode | precision | examples/s (median) | vs eager float32 | % of its precision's GEMM peak | "
+             "warm-up s (incl. compilation) |", "|---|---|---|---|---|---|"]
     for name, s in doc["summary"].items():
         mode, precision = name.split("/")
         ratio = "" if s["vs_eager_float32"] is None else f"{s['vs_eager_float32']:.2f}x"
         lines.append(f"| {mode} | {precision} | {s['examples_per_second']:,.0f} | {ratio} | "
-                     f"{doc['warmup_seconds'][name]} |")
+                     f"{100 * s['fraction_of_peak']:.1f} | {doc['warmup_seconds'][name]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -115,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modes or precisions: {unknown} (modes {list(MODES)}, precisions {list(AMP)})")
     prepared = prepared_data(args)
+    flops = flops_per_example(args, prepared)
+    peaks_before = {name: gemm_peak(torch.device("cpu"), DTYPES[name], 5) for name in precisions}
     loadavg_before = os.getloadavg()[0]
     entries = {f"{m}/{p}": build(args, prepared, m, p) for m in modes for p in precisions}
     timings: dict[str, list[float]] = {name: [] for name in entries}
@@ -125,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             timings[name].append(record["examples_per_second"])
             print(json.dumps({"round": round_, "combination": name,
                               "examples_per_second": record["examples_per_second"]}), flush=True)
+    peaks = {name: statistics.mean([peaks_before[name], gemm_peak(torch.device("cpu"), DTYPES[name], 5)])
+             for name in precisions}
+    summary = summarise(timings)
+    for name, entry in summary.items():
+        entry["fraction_of_peak"] = round(entry["examples_per_second"] * flops / peaks[name.split("/")[1]], 4)
     doc = {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
            "torch_threads": torch.get_num_threads(), "model": args.model, "batch": args.batch,
@@ -132,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
            "data": "synthetic planted concepts (300 users, 200 items)" if args.quick else f"ML-1M ({args.data_dir})",
            "loadavg_before": round(loadavg_before, 2), "loadavg_after": round(os.getloadavg()[0], 2),
            "warmup_seconds": {name: e["warmup_seconds"] for name, e in entries.items()},
-           "timings": timings, "summary": summarise(timings)}
+           "flops_per_example": flops, "gemm_peak_gflops": {k: round(v / 1e9, 2) for k, v in peaks.items()},
+           "timings": timings, "summary": summary}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fusion.json").write_text(json.dumps(doc, indent=1) + "\n")
