@@ -182,27 +182,3 @@ def test_the_run_records_an_absolute_path(tmp_path, monkeypatch, capsys):
     assert run_data.prepared_reference(tmp_path / "run")["path"] == str(tmp_path / "prep")
     monkeypatch.chdir("/")
     assert runs.load_run(tmp_path / "run").data.items.filename == tmp_path / "prep" / "items.npy"
-
-
-def test_describing_mapped_data_copies_no_interaction(tmp_path):
-    import tracemalloc
-
-    from sinerec.data.preprocess import SequenceData
-
-    n, users = 2_000_000, 1000
-    items = np.random.default_rng(0).integers(1, 5001, n)
-    items[:3] = [1, 5000, 7]
-    np.save(tmp_path / "items.npy", items)
-    offsets = np.linspace(0, n, users + 1).astype(np.int64)
-    ids = np.array([None, *range(5000)], dtype=object)
-    mapped = SequenceData("m", np.load(tmp_path / "items.npy", mmap_mode="r"), offsets, np.arange(users), ids)
-    in_memory = SequenceData("m", items, offsets, np.arange(users), ids)
-    tracemalloc.start()
-    try:
-        got = mapped.describe()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert got == in_memory.describe() and got["n_items"] == len(np.unique(items)) == 5000
-    # np.bincount of a read-only map copies it whole (8 bytes per interaction, 16 MB here)
-    assert peak < n, peak
