@@ -194,19 +194,3 @@ def test_an_unknown_format_version_is_refused(prepared_dir):
     (prepared_dir / "summary.json").write_text(json.dumps({**summary, "format_version": 99}))
     with pytest.raises(SinerecError, match="prepared format version 99, this sinerec reads 1"):
         load_sequences(prepared_dir)
-
-
-@pytest.mark.parametrize("world", [1, 2, 3])
-def test_the_epoch_order_is_int32_and_the_same_as_an_int64_permutation(world):
-    from sinerec.data.batching import TrainBatches
-    from sinerec.data.splits import TrainSet
-
-    n = 1001
-    train = TrainSet(positions=np.arange(n), starts=np.zeros(n, dtype=np.int64), users=np.arange(1),
-                     item_counts=np.zeros(2, dtype=np.int64))
-    for rank in range(world):
-        batches = TrainBatches(np.zeros(n, dtype=np.int64), train, 4, 10, seed=7, rank=rank, world_size=world)
-        order = batches._order(3)
-        assert order.dtype == np.int32
-        np.testing.assert_array_equal(order, np.random.default_rng(10).permutation(n)[rank::world])
-        assert batches.num_batches(3) == -(-len(order) // 10)

@@ -119,6 +119,8 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
     ctx = dist if dist is not None else DistContext(device=resolve_device(config.train.device))
     apply_process_settings(config)
     if prepared is None:
+        if resume and out is not None:
+            _check_run_reference(Path(out))
         prepared = prepare(config)
     if on_prepared is not None:
         on_prepared(prepared)
@@ -141,6 +143,15 @@ def train_run(config: Config, out: str | Path | None = None, *, resume: bool = F
             runs.write_run_header(run_dir, config, prepared)
         distributed.barrier(ctx)
         return _train(config, run_dir, prepared, resume, log, ctx, on_start, callbacks)
+
+
+def _check_run_reference(run_dir: Path) -> None:
+    """Before resuming ``run_dir``: a prepared dataset it references that is no longer where it recorded is
+    refused with the fix (``sinerec.run_data.check_prepared``); other data there is refused by the
+    fingerprints (``sinerec.runs.check_resume_data``)."""
+    ref = runs.prepared_reference(run_dir) if (run_dir / runs.DATA_INFO).exists() else None
+    if ref is not None and not (Path(ref["path"]) / "summary.json").exists():
+        runs.check_prepared(run_dir, ref)
 
 
 def _train(config: Config, run_dir: Path, prepared: Prepared, resume: bool, log: Callable[[str], None],

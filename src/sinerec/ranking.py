@@ -43,10 +43,18 @@ def retrieval_query(model: SequentialRecommender, out: ModelOutput) -> torch.Ten
 
 
 def score_items(user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """user (B, D) or (B, K, D), items (C, D) -> scores (B, C); multi-vector: max over K."""
-    if user.dim() == 3:
-        return torch.einsum("bkd,cd->bkc", user, items).amax(dim=1)
-    return user @ items.T
+    """user (B, D) or (B, K, D), items (C, D) -> scores (B, C); multi-vector: max over K, one interest at a
+    time: no (B, K, C) array (K times the scores' memory: 410 MB for 512 queries x 4 interests x 50k items,
+    in every process that evaluates)."""
+    if user.dim() != 3:
+        return user @ items.T
+    scores = user[:, 0] @ items.T
+    for k in range(1, user.shape[1]):
+        if scores.requires_grad:
+            scores = torch.maximum(scores, user[:, k] @ items.T)
+        else:
+            torch.maximum(scores, user[:, k] @ items.T, out=scores)
+    return scores
 
 
 def exclusion_pairs(items: np.ndarray, starts: np.ndarray, ends: np.ndarray,

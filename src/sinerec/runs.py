@@ -3,10 +3,12 @@
 A run directory (``runs/MODEL-DATASET-TIME`` by default, see :func:`default_run_dir`) holds:
 
     RUN/config.json     CONFIG       the resolved configuration                          (header)
-    RUN/data.json       DATA_INFO    dataset summary, preprocessing steps and split summary (header)
+    RUN/data.json       DATA_INFO    dataset summary, preprocessing steps and split summary;   (header)
+                                     for a run of a prepared dataset, its path and fingerprint
     RUN/items.csv       ITEMS        item index -> original id, title, categories          (header)
     RUN/users.csv       USERS        user index -> original id                             (header)
-    RUN/sequences.npz   SEQUENCES    the preprocessed sequences (items, offsets)           (header)
+    RUN/sequences.npz   SEQUENCES    the preprocessed sequences (items, offsets); not written  (header)
+                                     for a run of a prepared dataset, whose arrays it maps
     RUN/log.jsonl       LOG          one JSON object per epoch                             (training)
     RUN/model.pt        MODEL        best weights (a plain state dict, weights_only)       (training)
     RUN/checkpoint.pt   CHECKPOINT   last full training state, for resuming                (training)
@@ -23,43 +25,50 @@ the process exits, however it exits); a second writer is refused with the holder
 lock it removes what interrupted atomic writes left behind, and a fresh start (:func:`start_fresh`) drops
 the training files of a run killed before its first checkpoint. A resumed run keeps its data: the
 checkpoint records the dataset and split fingerprints and :func:`check_resume_data` refuses other data.
+
+The data files (``data.json``, id maps, sequences or the reference to a prepared dataset, and reading them
+back: :func:`load_data`) are written and read by ``sinerec.run_data``; this module re-exports its names.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import fcntl
-import io
 import json
 import os
 import platform
 import time
 import warnings
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from sinerec import __version__
 from sinerec.config import Config
 from sinerec.data.preprocess import SequenceData
 from sinerec.errors import SinerecError
-from sinerec.ids import ids_from_text
 from sinerec.models.base import SequentialRecommender
-from sinerec.storage import (
-    atomic_write_bytes,
-    atomic_write_text,
-    load_torch,
-    remove_temporaries,
-    save_torch,
-    write_json,
+from sinerec.run_data import (
+    CONFIG,
+    DATA_INFO,
+    ITEMS,
+    SEQUENCES,
+    USERS,
+    check_prepared,
+    copy_sequences,
+    dataset_summary,
+    load_data,
+    prepared_reference,
+    read_json,
+    relink,
+    save_data,
+    write_run_data,
 )
+from sinerec.storage import atomic_write_text, load_torch, remove_temporaries, save_torch, write_json
 
 if TYPE_CHECKING:
     from sinerec.pipeline import Prepared
@@ -70,13 +79,9 @@ __all__ = ["CONFIG", "DATA_INFO", "ITEMS", "USERS", "SEQUENCES", "LOG", "MODEL",
            "dataset_summary", "machine_summary", "metrics_document", "write_metrics", "save_best_weights",
            "save_checkpoint", "load_checkpoint", "append_log", "rewrite_log", "LoadedRun", "load_data", "load_run",
            "LOCK", "FIXED_ON_RESUME", "locked", "start_fresh", "write_config", "resume_changes",
-           "checkpoint_summary", "check_resume_data", "read_json"]
+           "checkpoint_summary", "check_resume_data", "read_json", "prepared_reference", "check_prepared",
+           "relink", "copy_sequences"]
 
-CONFIG = "config.json"
-DATA_INFO = "data.json"
-ITEMS = "items.csv"
-USERS = "users.csv"
-SEQUENCES = "sequences.npz"
 LOG = "log.jsonl"
 MODEL = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -89,14 +94,15 @@ LAYOUT: dict[str, str] = {
     DATA_INFO: "dataset summary, preprocessing steps and split summary (fingerprints)",
     ITEMS: "item index -> original id, title, categories",
     USERS: "user index -> original id",
-    SEQUENCES: "the preprocessed sequences (items, offsets), so a run can recommend for known users",
+    SEQUENCES: "the preprocessed sequences (items, offsets), so a run can recommend for known users (a run of "
+               "a prepared dataset maps the dataset's instead)",
     LOG: "one JSON object per epoch",
     MODEL: "best weights (a plain state dict: torch.load(..., weights_only=True))",
     CHECKPOINT: "last full training state, for resuming",
     METRICS: "final validation and test metrics",
     LOCK: "held (flock) by the process writing the run; holds its pid",
 }
-#: The files written before training starts.
+#: The files written before training starts (SEQUENCES only for a run of a source file).
 HEADER = (CONFIG, DATA_INFO, ITEMS, USERS, SEQUENCES)
 
 
@@ -209,48 +215,11 @@ def check_resume_data(run_dir: Path, checkpoint: dict[str, Any], data_fingerprin
 
 # ----------------------------------------------------------------------------------------- header
 def write_run_header(run_dir: Path, config: Config, prepared: Prepared) -> None:
-    """The files written before training (:data:`HEADER`): configuration, data summary, id maps, sequences."""
+    """The files written before training (:data:`HEADER`): configuration, data summary, id maps, sequences
+    (or, for data mapped from a prepared dataset, the reference to it: ``sinerec.run_data``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config)
     write_run_data(run_dir, prepared)
-
-
-def write_run_data(run_dir: Path, prepared: Prepared) -> None:
-    """The data part of the header: ``data.json`` (dataset and split summaries), id maps and sequences."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    info = {"dataset": dataset_summary(prepared.data), "protocol": prepared.split.summary()}
-    if prepared.folder is not None:  # mapped from a prepared dataset: which one
-        info["prepared"] = {"path": prepared.folder, "fingerprint": prepared.data.fingerprint()}
-    write_json(run_dir / DATA_INFO, info)
-    save_data(run_dir, prepared.data)
-
-
-def save_data(run_dir: Path, data: SequenceData) -> None:
-    """Id maps (CSV, original ids as text) and the sequences."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["item_index", "item_id", "title", "categories"])
-    for idx in range(1, data.num_items + 1):
-        title = data.item_titles[idx] if data.item_titles else ""
-        cats = "|".join(data.item_categories[idx]) if data.item_categories else ""
-        w.writerow([idx, data.item_ids[idx], title, cats])
-    atomic_write_text(run_dir / ITEMS, buf.getvalue())
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["user_index", "user_id"])
-    for idx, uid in enumerate(data.user_ids):
-        w.writerow([idx, uid])
-    atomic_write_text(run_dir / USERS, buf.getvalue())
-    npz = io.BytesIO()
-    np.savez_compressed(npz, items=data.items.astype(np.int32), offsets=data.offsets)
-    atomic_write_bytes(run_dir / SEQUENCES, npz.getvalue())
-
-
-def dataset_summary(data: SequenceData) -> dict[str, Any]:
-    """The ``dataset`` entry of ``data.json``: name, counts, fingerprint and preprocessing steps."""
-    d = data.describe()
-    return {"name": d["name"], "n_users": d["n_users"], "n_items": d["n_items"],
-            "n_interactions": d["n_interactions"], "fingerprint": d["fingerprint"], "steps": data.steps}
 
 
 # ----------------------------------------------------------------------------------------- training files
@@ -319,14 +288,6 @@ def write_metrics(run_dir: Path, document: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- reading
-def read_json(path: Path) -> Any:
-    """A JSON file of a run directory; a damaged one raises :class:`SinerecError` naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SinerecError(f"{path}: damaged, not valid JSON ({exc})") from None
-
-
 def _optional_json(path: Path) -> Any:
     """``metrics.json``: None when missing or damaged (with a warning); serving does not need it."""
     if not path.exists():
@@ -356,35 +317,6 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     if bad:
         warnings.warn(f"{path}: ignoring {len(bad)} damaged line(s) (first: line {bad[0]})", stacklevel=3)
     return records
-
-
-def load_data(run_dir: str | Path) -> SequenceData:
-    """The preprocessed data a run was trained on: sequences, id maps, titles and categories."""
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    for name in (ITEMS, USERS, SEQUENCES, DATA_INFO):
-        if not (run_dir / name).exists():
-            raise SinerecError(f"{run_dir}: not a sinerec run directory ({name} is missing)")
-    items = pd.read_csv(run_dir / ITEMS, dtype=str, keep_default_na=False)
-    users = pd.read_csv(run_dir / USERS, dtype=str, keep_default_na=False)
-    try:
-        with np.load(run_dir / SEQUENCES) as npz:
-            seq = {"items": npz["items"], "offsets": npz["offsets"]}
-    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise SinerecError(f"{run_dir / SEQUENCES}: damaged ({exc})") from None
-    info = read_json(run_dir / DATA_INFO)
-    item_ids = np.empty(len(items) + 1, dtype=object)
-    item_ids[0] = None
-    item_ids[1:] = ids_from_text(items["item_id"])
-    titles = [""] + items["title"].tolist()
-    categories = [()] + [tuple(c.split("|")) if c else () for c in items["categories"]]
-    return SequenceData(
-        name=info["dataset"]["name"], items=seq["items"].astype(np.int64), offsets=seq["offsets"].astype(np.int64),
-        user_ids=ids_from_text(users["user_id"]), item_ids=item_ids,
-        item_titles=titles if any(titles) else None,
-        item_categories=categories if any(categories) else None, steps=info["dataset"].get("steps", {}),
-    )
 
 
 @dataclass

@@ -16,7 +16,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from sinerec.cli import benchmark, config, data, evaluate, explain, predict, serving, train, tune  # noqa: E402
+from sinerec.cli import benchmark, config, data, evaluate, explain, predict, rundata, serving, train, tune  # noqa: E402
 from sinerec.cli.common import HelpFormatter, walk_parsers  # noqa: E402
 from sinerec.cli.serving import format_recommendation  # noqa: E402
 from sinerec.cli.train import format_metrics_table  # noqa: E402
@@ -38,7 +38,7 @@ EPILOG = """examples:
 `sinerec COMMAND --help` shows a command's flags and their defaults."""
 
 #: the command modules, in help order
-COMMANDS = (train, tune, evaluate, predict, config, data, explain, serving, benchmark)
+COMMANDS = (train, tune, evaluate, predict, config, data, explain, serving, benchmark, rundata)
 
 
 class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]

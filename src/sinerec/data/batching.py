@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from sinerec.data.permutation import Permutation
 from sinerec.data.splits import TrainSet
 
 if TYPE_CHECKING:
@@ -54,9 +55,13 @@ def user_windows(data: SequenceData, users: np.ndarray, max_len: int) -> np.ndar
 class TrainBatches:
     """Iterates over (history (B, T), target (B,)) LongTensor batches of a TrainSet.
 
-    Shuffled each epoch by a seeded generator (epoch e uses ``seed + e``), so an epoch's order is a
-    function of (seed, epoch) alone and resuming mid-run reproduces it. ``rank``/``world_size`` take a
-    disjoint shard of every epoch's permutation (used by distributed training).
+    The epoch's global order is ``order[i] = Permutation(n, seed + epoch)(i)`` (``sinerec.data.permutation``,
+    a keyed pseudo-random permutation of the n training examples), so an epoch's order is a function of
+    (seed, epoch) alone and resuming mid-run reproduces it. ``rank``/``world_size`` take the disjoint shard
+    ``order[rank::world_size]`` (used by distributed training): batch b of rank r is
+    ``order[r + world_size * j]`` for j in ``[b * batch_size, (b + 1) * batch_size)``, so the ranks' batches
+    b together are the single process's batch b of ``batch_size * world_size`` examples. Each batch's
+    positions are computed when it is drawn: no process holds the epoch's order (4-8 bytes per example).
     """
 
     def __init__(self, items: np.ndarray, train: TrainSet, max_len: int, batch_size: int, seed: int,
@@ -71,24 +76,35 @@ class TrainBatches:
         self.rank = rank
         self.world_size = world_size
 
-    def _order(self, epoch: int) -> np.ndarray:
-        # int32 positions when they fit: half the memory of each process's permutation, the same order
-        # (the generator draws the same swaps whatever the array's type)
-        n = len(self.train)
-        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-        if self.shuffle:
-            np.random.default_rng(self.seed + epoch).shuffle(order)  # in place: what permutation(n) does
-        return order[self.rank::self.world_size]
+    def shard_size(self) -> int:
+        """Examples in this rank's shard of an epoch."""
+        return len(range(self.rank, len(self.train), self.world_size))
+
+    def selection(self, epoch: int, lo: int, hi: int, permutation: Permutation | None = None) -> np.ndarray:
+        """Training-example indices ``lo:hi`` of this rank's shard of ``epoch``'s order (int64);
+        ``permutation`` is the epoch's (:meth:`permutation`), made here when not given."""
+        global_positions = self.rank + self.world_size * np.arange(lo, min(hi, self.shard_size()), dtype=np.int64)
+        if not self.shuffle:
+            return global_positions
+        return (permutation if permutation is not None else self.permutation(epoch))(global_positions)
+
+    def permutation(self, epoch: int) -> Permutation:
+        """``epoch``'s order of the training examples: ``order[i] = permutation(epoch)(i)``."""
+        return Permutation(len(self.train), self.seed + epoch)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """This rank's whole shard of ``epoch``'s order (for tests and inspection: :meth:`epoch` never builds
+        it)."""
+        return self.selection(epoch, 0, self.shard_size())
 
     def num_batches(self, epoch: int = 0) -> int:
-        n = len(range(self.rank, len(self.train), self.world_size))  # this shard's size, without the order
+        n = self.shard_size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int):  # -> Iterator[tuple[torch.Tensor, torch.Tensor]]
-        order = self._order(epoch)
-        n_batches = self.num_batches(epoch)
-        for b in range(n_batches):
-            sel = order[b * self.batch_size:(b + 1) * self.batch_size]
+        permutation = self.permutation(epoch)
+        for b in range(self.num_batches(epoch)):
+            sel = self.selection(epoch, b * self.batch_size, (b + 1) * self.batch_size, permutation)
             pos = self.train.positions[sel]
             hist = gather_histories(self.items, self.train.starts[sel], pos, self.max_len)
             yield torch.from_numpy(hist), torch.from_numpy(self.items[pos])

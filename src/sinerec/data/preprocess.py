@@ -103,13 +103,25 @@ class SequenceData:
         return {
             "name": self.name,
             "n_users": self.num_users,
-            "n_items": int(np.count_nonzero(np.bincount(self.items))) if len(self.items) else 0,
+            "n_items": _distinct(self.items),
             "n_interactions": self.num_interactions,
             "min_length": int(lengths.min()) if len(lengths) else 0,
             "median_length": float(np.median(lengths)) if len(lengths) else 0.0,
             "max_length": int(lengths.max()) if len(lengths) else 0,
             "fingerprint": self.fingerprint(),
         }
+
+
+def _distinct(values: np.ndarray, chunk: int = 1 << 20) -> int:
+    """The number of distinct non-negative ints in ``values``, read a chunk at a time: ``np.bincount`` copies
+    a read-only array whole, which for a memory-mapped one (``sinerec.data.prepared``) is a private copy of
+    every interaction in every process that describes it."""
+    if not len(values):
+        return 0
+    seen = np.zeros(int(values.max()) + 1, dtype=bool)
+    for lo in range(0, len(values), chunk):
+        seen[values[lo:lo + chunk]] = True
+    return int(np.count_nonzero(seen))
 
 
 def _drop_duplicates(keep: np.ndarray | None, users: np.ndarray, items: np.ndarray, times: np.ndarray | None,
