@@ -2,7 +2,8 @@
 and 1 against 2 processes (torchrun, gloo) on this machine.
 
 Data: ``sinerec.data.synthetic.taobao_like`` (power-law popularity, planted concepts, every item of the
-catalogue present). Model: SINE (paper variant), sampled softmax with shared popularity-sampled negatives,
+catalogue present). Model: SINE (the default variant; `paper` when results.md was measured), sampled softmax
+with shared popularity-sampled negatives,
 Adam. Every configuration runs in a fresh process (``python benchmarks/scaling.py train ...``, or under
 ``torchrun`` for several processes); peak memory is the resident set's high-water mark (``VmHWM``, reset
 through ``/proc/self/clear_refs`` after the data is built, so it measures training or evaluation alone; falls
@@ -321,7 +322,7 @@ def report(r: dict[str, Any]) -> str:
         "results.json). OpenMP threads wait passively (`OMP_WAIT_POLICY=PASSIVE`) except in the one row that "
         "says otherwise.", "",
         f"Data: `taobao_like` ({s['users']:,} users, ~30 interactions each, 1,000 planted concepts, every item "
-        f"present). SINE paper variant, D = {s['dim']}, L = {s['num_concepts']}, K = {s['num_interests']}, "
+        f"present). SINE (default variant), D = {s['dim']}, L = {s['num_concepts']}, K = {s['num_interests']}, "
         f"T = 20, sampled softmax with {s['negatives']} shared negatives, global batch {s['batch_size']}, Adam. "
         f"Medians of {s['repeats']} fresh processes, {s['steps']} timed steps after {s['warmup']} warm-up steps.",
         "", "## Training against catalogue size (1 process, 2 threads)", "",

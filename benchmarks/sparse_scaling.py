@@ -44,13 +44,20 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "added_over_table": round(statistics.median(added) / runs[0]["table_mb"], 2)}
 
 
+def loads(r: dict[str, Any]) -> str:
+    """The range of the 1-minute load averages read before the runs."""
+    values = [run["load_before"] for run in r["runs"] if run.get("load_before") is not None]
+    return f"{min(values):.1f}-{max(values):.1f}" if values else "not recorded"
+
+
 def report(r: dict[str, Any]) -> str:
     lines = ["# Dense Adam vs row-sparse item tables (SINE, sampled softmax)", "",
              f"Command: `{r['command']}`  ", f"Date: {r['date']} to {r['finished']}  ",
-             f"Machine: {r['machine']}, shared with other jobs (load average before/after each run "
-             "in results-sparse.json); one training benchmark of another session ran on one core throughout.", "",
-             "SINE paper variant, D = 64, L = 100, K = 4, T = 20, 1,000 shared popularity-sampled negatives, batch "
-             f"256, 2 threads, 50,000 synthetic users (`taobao_like`); {r['steps']} timed steps after "
+             f"Machine: {r['machine']}; load average before each run {loads(r)} (each run's before/after in "
+             "results-sparse.json).", "", r.get("note", ""), "",
+             f"SINE (variant {r.get('variant', 'paper')}), D = 64, L = 100, K = 4, T = 20, 1,000 shared "
+             "popularity-sampled negatives, batch 256, 2 threads, 50,000 synthetic users (`taobao_like`); "
+             f"{r['steps']} timed steps after "
              f"{r['warmup']} warm-up steps; medians of {r['repeats']} fresh processes per configuration, the "
              "optimizers interleaved within each repeat.", "",
              "| items | optimizer | examples/s | ms/step | optimizer step ms | peak RSS MB | added by training MB "
@@ -80,14 +87,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--out", default=str(HERE / "scaling"))
+    parser.add_argument("--note", default="", help="a line for the report (e.g. what else ran on the machine)")
     args = parser.parse_args()
     import torch
+
+    from sinerec.config import load_config
 
     results: dict[str, Any] = {
         "command": "PYTHONPATH=src python benchmarks/sparse_scaling.py " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPU cores, no GPU, {platform.platform()}, torch {torch.__version__}",
-        "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup, "runs": [], "summary": {}}
+        "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup, "note": args.note,
+        "variant": load_config(overrides=["model=sine"]).model_params.variant, "runs": [], "summary": {}}
     for items in args.items:
         for rep in range(args.repeats):
             order = args.optimizers if rep % 2 == 0 else list(reversed(args.optimizers))
