@@ -203,3 +203,12 @@ def test_job_under_two_processes_names_one_run_and_only_rank_0_writes(tmp_path):
     written = json.loads((run_dir / runs.METRICS).read_text())
     assert written["train"]["processes"] == 2
     assert written["test"] == ranks[0]["metrics"]["test"] == ranks[1]["metrics"]["test"]
+
+
+@pytest.mark.parametrize(("amp", "precision"), [("off", "float32"), ("bf16", "bf16")])
+def test_metrics_record_the_precision_the_run_trained_in(tmp_path, prepared, amp, precision):
+    # train.amp = "auto" resolves per machine (bf16 on CUDA): the run says what it used
+    run = job.train_run(load_config(overrides=[*TINY, f"train.amp={amp}"]), tmp_path / "run", prepared=prepared,
+                        log=lambda line: None)
+    assert run.metrics["train"]["precision"] == precision
+    assert runs.load_run(run.run_dir).metrics["train"]["precision"] == precision

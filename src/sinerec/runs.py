@@ -268,7 +268,8 @@ def metrics_document(config: Config, prepared: Prepared, result: TrainResult,
     under ``train`` when given."""
     train: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": len(result.history),
                              "seconds": round(result.train_seconds, 2),
-                             "examples_per_second": round(result.examples_per_second, 1)}
+                             "examples_per_second": round(result.examples_per_second, 1),
+                             "precision": result.precision}
     if processes is not None:
         train["processes"] = processes
     return {

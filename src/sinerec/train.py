@@ -69,6 +69,7 @@ class TrainResult:
     best_epoch: int = 0
     train_seconds: float = 0.0
     examples_per_second: float = 0.0
+    precision: str = "float32"  # what train.amp resolved to here: "bf16" (autocast) or "float32"
 
 
 class TrainingLoss(nn.Module):
@@ -388,7 +389,7 @@ class Trainer:
         self.model.load_state_dict(best_state)
         valid, test = self.evaluate("valid"), self.evaluate("test")
         return TrainResult(self.model, valid, test, history, best_epoch, train_seconds,
-                           n_seen / max(train_seconds, 1e-9))
+                           n_seen / max(train_seconds, 1e-9), "bf16" if self.autocast else "float32")
 
 
 def _prefetched(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], depth: int,
