@@ -11,8 +11,9 @@ Threads: a training job uses the CPUs this process may run on (its affinity mask
 ignores under ``taskset`` or a cpuset), at most torch's default (:func:`default_threads`), unless the user set
 them (``--threads``, ``train.threads`` or ``OMP_NUM_THREADS``). It does *not* drop threads because other
 processes are busy: measured side by side on 2 cores (benchmarks/speed/quiet/), one thread next to two busy
-PyTorch jobs kept 25-28 % of its idle rate and two passive threads 39 %, and next to one busy job 53 % against
-77 %: the scheduler shares the CPUs between runnable threads, so giving up a thread gives up a share.
+PyTorch jobs kept 25-28 % of its idle rate and two passive threads 29 % (against a truly idle baseline), and
+next to one busy job 53 % against 57 %: the scheduler shares the CPUs between runnable threads, so giving up a
+thread gives up a share.
 
 ``SINEREC_PROCESS_DEFAULTS=0`` keeps OpenMP's and torch's own defaults (e.g. to measure them).
 """
