@@ -36,33 +36,20 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contention import machine  # noqa: E402
-from speed import DTYPES, gemm_peak  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from speed import DTYPES, PRECISIONS, example_flops, gemm_peak, prepared_data  # noqa: E402
 
 from sinerec.config import load_config  # noqa: E402
-from sinerec.data.preprocess import preprocess  # noqa: E402
-from sinerec.data.splits import make_split  # noqa: E402
-from sinerec.data.synthetic import planted_concepts  # noqa: E402
 from sinerec.models import MODELS  # noqa: E402
-from sinerec.pipeline import Prepared, prepare  # noqa: E402
+from sinerec.pipeline import Prepared  # noqa: E402
 from sinerec.train import Trainer  # noqa: E402
 
-AMP = {"float32": "off", "bf16": "bf16"}
 MODES = ("eager", "compile")
-
-
-def prepared_data(args: argparse.Namespace) -> Prepared:
-    """ML-1M from ``--data-dir`` (leave-one-out), or with ``--quick`` a tiny planted-concept log."""
-    if args.quick:
-        data = preprocess(planted_concepts(n_users=300, n_items=200, n_concepts=20, length=25, seed=0))
-        return Prepared(data, make_split(data, load_config({"model": args.model}).protocol), 0.0)
-    return prepare(load_config({"model": args.model, "data": {"dataset": "ml-1m", "data_dir": args.data_dir}}))
 
 
 def build(args: argparse.Namespace, prepared: Prepared, mode: str, precision: str, warm: bool = True) -> dict[str, Any]:
     """A trainer for one combination, its optimizer and batches, warmed up by one epoch (``warm``)."""
     values: dict[str, Any] = {"model": args.model, "train": {
-        "batch_size": args.batch, "amp": AMP[precision], "compile": mode == "compile",
+        "batch_size": args.batch, "amp": PRECISIONS[precision], "compile": mode == "compile",
         "max_steps_per_epoch": args.steps, "progress": False, "epochs": args.rounds + 1}}
     if args.quick:
         values["model_params"] = {"dim": 16}
@@ -89,13 +76,8 @@ def summarise(timings: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 def flops_per_example(args: argparse.Namespace, prepared: Prepared) -> float:
     """Forward + backward FLOPs of one training example (eager float32 trainer, one batch)."""
     entry = build(args, prepared, "eager", "float32", warm=False)
-    trainer = entry["trainer"]
-    with trainer.random_stream():
-        hist, target = next(iter(entry["batches"].epoch(0)))
-        with FlopCounterMode(display=False) as counter:
-            loss, _ = trainer.loss(hist, target)
-            loss.backward()
-    return counter.get_total_flops() / hist.shape[0]
+    with entry["trainer"].random_stream():
+        return example_flops(entry["trainer"], entry["batches"])
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -132,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/speed/fusion")
     args = parser.parse_args(argv)
     modes, precisions = args.modes.split(","), args.precisions.split(",")
-    unknown = sorted(set(modes) - set(MODES)) + sorted(set(precisions) - set(AMP))
+    unknown = sorted(set(modes) - set(MODES)) + sorted(set(precisions) - set(PRECISIONS))
     if unknown:
-        parser.error(f"unknown modes or precisions: {unknown} (modes {list(MODES)}, precisions {list(AMP)})")
+        parser.error(f"unknown modes or precisions: {unknown} (modes {list(MODES)}, precisions {list(PRECISIONS)})")
     prepared = prepared_data(args)
     flops = flops_per_example(args, prepared)
     peaks_before = {name: gemm_peak(torch.device("cpu"), DTYPES[name], 5) for name in precisions}

@@ -36,7 +36,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contention import machine  # noqa: E402
-from fusion import AMP, prepared_data  # noqa: E402
+from speed import PRECISIONS, prepared_data  # noqa: E402
 
 from sinerec.config import load_config  # noqa: E402
 from sinerec.evaluate import evaluate  # noqa: E402
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default="../shared/data/ml-1m")
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data, dim 16: a smoke test")
     parser.add_argument("--model", default="sine", choices=sorted(MODELS))
-    parser.add_argument("--precision", default="float32", choices=sorted(AMP))
+    parser.add_argument("--precision", default="float32", choices=sorted(PRECISIONS))
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rows", type=int, default=25, help="operators in the table")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prepared = prepared_data(args)
     values: dict[str, Any] = {"model": args.model, "train": {
-        "batch_size": args.batch, "amp": AMP[args.precision], "max_steps_per_epoch": args.steps,
+        "batch_size": args.batch, "amp": PRECISIONS[args.precision], "max_steps_per_epoch": args.steps,
         "progress": False, "epochs": 3}}
     if args.quick:
         values["model_params"] = {"dim": 16}

@@ -102,6 +102,16 @@ def model_config(model: str, precision: str, batch: int, args: argparse.Namespac
     return load_config(values)
 
 
+def example_flops(trainer: Trainer, batches: Any) -> float:
+    """Forward + backward FLOPs of one training example: PyTorch's counter over the epoch's first batch
+    (inside the caller's ``trainer.random_stream()``); the gradients it leaves are the caller's to clear."""
+    hist, target = next(iter(batches.epoch(0)))
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = trainer.loss(hist, target)
+        loss.backward()
+    return counter.get_total_flops() / hist.shape[0]
+
+
 def measure_model(model: str, precision: str, batch: int, prepared: Prepared,
                   args: argparse.Namespace) -> dict[str, Any]:
     """One row: examples/s, FLOPs per example and (float32 at the first batch size) the evaluator's users/s."""
@@ -112,16 +122,13 @@ def measure_model(model: str, precision: str, batch: int, prepared: Prepared,
     trainer.wrap_step_module()
     optimizer, batches = trainer.make_optimizer(), trainer.make_batches()
     with trainer.random_stream():
-        hist, target = next(iter(batches.epoch(0)))
-        with FlopCounterMode(display=False) as counter:
-            loss, _ = trainer.loss(hist, target)
-            loss.backward()
+        flops = example_flops(trainer, batches)
         optimizer.zero_grad(set_to_none=True)
         trainer.train_epoch(0, optimizer, batches)  # warm-up (and compilation)
         record = trainer.train_epoch(1, optimizer, batches)
     row: dict[str, Any] = {"model": model, "precision": precision, "batch": batch, "status": "ok",
                            "examples_per_second": record["examples_per_second"], "steps": args.steps,
-                           "flops_per_example": counter.get_total_flops() / hist.shape[0]}
+                           "flops_per_example": flops}
     if precision == "float32" and batch == args.eval_batch:  # once per model: it does not depend on them
         queries = prepared.split.valid
         sync(trainer.device)
