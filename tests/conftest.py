@@ -24,6 +24,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads() -> Iterator[None]:
+    """Every test leaves torch's thread count as it found it (a training job sets ``train.threads`` for the
+    whole process)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def shared_dataset(name: str, root: Path | None = None) -> Path:
     """``../shared/data/NAME`` (or ``root/NAME``). Absent, a real-data test skips on a developer's machine but
     FAILS under CI (the environment variable ``CI`` set and not "0"/"false"/""): CI is meant to test these

@@ -5,7 +5,6 @@ import json
 import statistics
 
 import pytest
-import torch
 
 from sinerec.benchmark import model_config, run_benchmark, shipped_config_path, split_overrides
 from sinerec.cli import main
@@ -24,13 +23,6 @@ TINY = ["data.max_len=7", "train.epochs=2", "train.batch_size=64", "train.thread
         "sasrec:model_params.dim=14", "sasrec:model_params.num_heads=2",
         "comirec-sa:model_params.dim=13", "comirec-sa:model_params.num_interests=3"]
 MODELS3 = ["mostpop", "sasrec", "comirec-sa"]
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()  # in-process runs set train.threads for the whole process
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

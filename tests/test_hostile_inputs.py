@@ -21,13 +21,6 @@ TINY = ["--model", "sine", "--set", "data.max_len=6", "--set", "model_params.dim
         "--threads", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()  # the job sets train.threads for the whole process
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_log(path: Path, n_users: int = 30, length: int = 7, n_items: int = 15, shift: int = 0) -> Path:
     """A small interaction CSV: user u's items are (u + t + shift) % n_items + 1 at times t."""
     rows = ["user_id,item_id,timestamp"]

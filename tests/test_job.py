@@ -35,13 +35,6 @@ def prepared():
     return Prepared(data, make_split(data, load_config(overrides=TINY).protocol), 0.0)
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()  # the job sets train.threads for the whole process
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_job_writes_a_complete_run_directory_that_loads(tmp_path, prepared):
     run = job.train_run(load_config(overrides=TINY), tmp_path / "run", prepared=prepared, log=lambda line: None)
     assert run.run_dir == tmp_path / "run" and not run.resumed

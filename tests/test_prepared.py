@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from sinerec import runs
 from sinerec.cli import main
@@ -18,13 +17,6 @@ from sinerec.pipeline import prepare, prepared_overrides
 
 TINY = ["data.max_len=6", "train.batch_size=64", "train.progress=false", "train.epochs=2", "train.threads=1",
         "model_params.dim=8", "model_params.num_concepts=4", "model_params.num_interests=2"]
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()  # the job sets train.threads for the whole process
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from sinerec import run_data, runs
 from sinerec.cli import main
@@ -16,13 +15,6 @@ from sinerec.data.synthetic import planted_concepts
 
 TINY = ["data.max_len=6", "train.batch_size=64", "train.progress=false", "train.epochs=1", "train.threads=1",
         "model_params.dim=8", "model_params.num_concepts=4", "model_params.num_interests=2"]
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_log(path, seed):

@@ -105,12 +105,8 @@ def test_contention_summarises_logged_rows(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_fusion_quick_interleaves_and_reports_ratios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads = torch.get_num_threads()
-    try:
-        code = run("fusion.py", ["--quick", "--modes", "eager", "--steps", "1", "--rounds", "2", "--batch", "32",
-                                 "--out", str(tmp_path)], monkeypatch)
-    finally:
-        torch.set_num_threads(threads)
+    code = run("fusion.py", ["--quick", "--modes", "eager", "--steps", "1", "--rounds", "2", "--batch", "32",
+                             "--out", str(tmp_path)], monkeypatch)
     assert code == 0
     doc = json.loads((tmp_path / "fusion.json").read_text())
     assert set(doc["timings"]) == {"eager/float32", "eager/bf16"}
@@ -166,12 +162,8 @@ def test_bf16_accuracy_summary_applies_the_spread_rule(tmp_path: Path, monkeypat
 
 
 def test_profile_step_splits_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads = torch.get_num_threads()
-    try:
-        code = run("profile_step.py", ["--quick", "--steps", "2", "--batch", "64", "--rows", "5",
-                                       "--out", str(tmp_path)], monkeypatch)
-    finally:
-        torch.set_num_threads(threads)
+    code = run("profile_step.py", ["--quick", "--steps", "2", "--batch", "64", "--rows", "5",
+                                   "--out", str(tmp_path)], monkeypatch)
     assert code == 0
     doc = json.loads((tmp_path / "profile-sine-float32-64.json").read_text())
     seconds, profiled = doc["seconds"], doc["profiled"]
@@ -185,12 +177,8 @@ def test_profile_step_splits_the_step(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_profile_step_eval_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads = torch.get_num_threads()
-    try:
-        code = run("profile_step.py", ["--quick", "--part", "eval", "--rows", "3", "--out", str(tmp_path)],
-                   monkeypatch)
-    finally:
-        torch.set_num_threads(threads)
+    code = run("profile_step.py", ["--quick", "--part", "eval", "--rows", "3", "--out", str(tmp_path)],
+               monkeypatch)
     assert code == 0
     doc = json.loads((tmp_path / "profile-eval-sine.json").read_text())
     assert doc["queries"] == 300 and doc["users_per_second"] > 0  # every planted user is a validation query

@@ -5,7 +5,6 @@ import json
 import sys
 
 import pytest
-import torch
 
 from sinerec import job, runs, tracking
 from sinerec.callbacks import Callback
@@ -26,13 +25,6 @@ TINY = [*TRAIN, "model_params.dim=8", "model_params.num_concepts=4", "model_para
 def prepared():
     data = preprocess(planted_concepts(n_users=40, n_items=24, n_concepts=3, length=9, seed=3))
     return Prepared(data, make_split(data, load_config(overrides=TINY).protocol), 0.0)
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()  # the job sets train.threads for the whole process
-    yield
-    torch.set_num_threads(threads)
 
 
 class Recorder(Callback):
