@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(run_dir: str, seed: int, repeats: int) -> dict:
+def measure(run_dir: str, seed: int, repeats: int, min_counts: list[int] | None = None) -> dict:
     from sinerec.explain import concept_nmi, entropy, user_activations
     from sinerec.runs import load_run
 
@@ -28,6 +28,7 @@ def measure(run_dir: str, seed: int, repeats: int) -> dict:
     info = json.loads((Path(run_dir) / "data.json").read_text())
     params = run.config.model_params
     nmi = concept_nmi(run, seed, repeats)
+    by_count = {str(n): concept_nmi(run, seed, repeats, min_count=n) for n in min_counts or []}
     acts = user_activations(run)
     counts = acts.counts(params.num_concepts)
     share = counts / counts.sum()
@@ -41,6 +42,9 @@ def measure(run_dir: str, seed: int, repeats: int) -> dict:
         "split": info["protocol"].get("fingerprint"),
         "test": {k: round(100 * test[k], 2) for k in ("HR@10", "NDCG@10", "HR@50", "NDCG@50") if k in test},
         "nmi": {k: v for k, v in (nmi or {}).items()},
+        # the same over the items with at least N interactions (--min-count N)
+        "nmi_by_min_count": {n: {k: v[k] for k in ("value", "random_mean", "random_std", "z", "n_items",
+                                                    "clusters_used")} for n, v in by_count.items() if v},
         "concepts_ever_activated": int((counts > 0).sum()),
         "effective_concepts": round(float(np.exp(entropy(share))), 2),
         "mean_aggregation_peak": round(float(acts.aggregation.max(axis=1).mean()), 4),  # mean max_k e_k
@@ -55,12 +59,14 @@ def main() -> int:
     parser.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a trained SINE run")
     parser.add_argument("--repeats", type=int, default=100, help="random assignments (default 100)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-count", type=int, action="append", default=[], metavar="N",
+                        help="also the NMI over the items with at least N interactions (repeatable)")
     parser.add_argument("--out", default="benchmarks/explain_nmi.json")
     args = parser.parse_args()
     results = {}
     for spec in args.run:
         name, _, run_dir = spec.partition("=")
-        results[name] = measure(run_dir, args.seed, args.repeats)
+        results[name] = measure(run_dir, args.seed, args.repeats, args.min_count)
     doc = {"date": dt.date.today().isoformat(), "command": " ".join(["python"] + sys.argv),
            "machine": machine_summary(), "results": results}
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 #: The documents whose tables are generated.
-DOCUMENTS = (ROOT / "README.md", BENCH / "baselines.md")
+DOCUMENTS = (ROOT / "README.md", BENCH / "baselines.md", BENCH / "taobao-scale" / "stages.md")
 MARKER = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 #: The SINE paper's Table 1 (ML-1M): SINE and SASRec, in %.
@@ -117,6 +117,63 @@ def mostpop_mls() -> str:
                       row(["`sinerec train --model mostpop`", *(cell(100 * test[m], None) for m in FOUR)])])
 
 
+#: The configurations of benchmarks/taobao-scale/stages.py in the order they are shown (others follow by name).
+STAGE_ORDER = ("10M-1M", "100M-4M", "taobao-sample")
+
+
+def _stage_result(stage: str, r: dict[str, Any], settings: dict[str, Any]) -> str:
+    """One stage's outcome in words, from what stages.py recorded."""
+    if stage == "synth":
+        return f"{r['file_gb']:.2f} GB CSV"
+    if stage == "prepare":
+        sm, split = r["summary"], r["summary"]["split"]
+        return (f"{sm['n_users']:,} users, {sm['n_items']:,} items, {sm['n_interactions']:,} events; "
+                f"{split['n_train_examples']:,} training examples; artifact {r['artifact_gb']:.2f} GB")
+    if stage == "train":
+        t, v, n = r["train"], r["valid"], r["evaluated"]["valid_queries"]
+        cut = f" of {settings['max_steps']} steps" if settings.get("max_steps") else ""
+        return (f"{t['epochs']} epoch(s){cut}, {t['examples_per_second']:,.0f} examples/s "
+                f"({t['seconds']:,.0f} s training); valid Recall@50 {v['Recall@50']:.2f} %, "
+                f"NDCG@50 {v['NDCG@50']:.2f} % ({n:,} users)")
+    if stage == "evaluate":
+        test, n = r["result"]["test"], settings["eval_queries"]
+        return f"test Recall@50 {100 * test['Recall@50']:.2f} %, NDCG@50 {100 * test['NDCG@50']:.2f} % ({n:,} users)"
+    if stage == "export":
+        return f"{r['export_gb']:.2f} GB of vectors"
+    if stage == "index":
+        rc = r.get("recall", {})
+        return (f"`{r['settings']['factory']}`, nprobe {r['settings']['nprobe']}: recall@{rc.get('k')} "
+                f"{rc.get('value', float('nan')):.3f} against exact ({rc.get('users', 0):,} users); "
+                f"{r['index_gb']:.2f} GB")
+    if stage == "serve":
+        return (f"single requests (k 50): p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                f"{r['requests_per_s']:.0f}/s; startup {r['startup_seconds']:.1f} s")
+    if stage == "nmi":
+        n, by_count = r["result"]["nmi"], r["result"].get("nmi_by_min_count", {})
+        parts = [f"all {n['n_items']:,} items: NMI {n['value']:.3f} against random {n['random_mean']:.3f}, "
+                 f"{n['clusters_used']:,} of {r['result']['settings']['num_concepts']:,} concepts hold items"]
+        parts += [f"items with >= {c} events ({v['n_items']:,}): {v['value']:.3f} against {v['random_mean']:.3f}"
+                  for c, v in by_count.items()]
+        return "; ".join(parts)
+    return ""
+
+
+def taobao_stages() -> str:
+    """Every stage of benchmarks/taobao-scale/stages.py, one row each (stages/stages-LABEL.json)."""
+    docs = {p.stem.removeprefix("stages-"): json.loads(p.read_text())
+            for p in sorted((BENCH / "taobao-scale" / "stages").glob("stages-*.json"))}
+    labels = [x for x in STAGE_ORDER if x in docs] + sorted(set(docs) - set(STAGE_ORDER))
+    lines = [row(["log", "stage", "wall s", "peak RSS GB", "load", "result"]), "|---|---|---|---|---|---|"]
+    for label in labels:
+        doc = docs[label]
+        for stage, r in doc["stages"].items():
+            if r.get("exit") != 0:
+                continue
+            lines.append(row([label, stage, f"{r['seconds']:,.1f}", f"{r['peak_rss_gb']:.2f}",
+                              f"{r['load_before']:.1f}", _stage_result(stage, r, doc["settings"])]))
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "sine-ml1m": sine_ml1m,
     "baselines-ml1m-loo": baselines("baselines-ml1m-loo", FOUR, paper=True),
@@ -124,6 +181,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "baselines-beauty-comirec": baselines("baselines-beauty-comirec",
                                           ("Recall@20", "NDCG@20", "Recall@50", "NDCG@50", "HR@50")),
     "mostpop-ml-latest-small": mostpop_mls,
+    "taobao-stages": taobao_stages,
 }
 
 

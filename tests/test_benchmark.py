@@ -267,3 +267,22 @@ def test_two_jobs_at_a_time_give_the_one_job_results(prepared, tmp_path):
                     strict=True):
         assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["epochs"] == b["epochs"] == \
             (0 if a["model"] == "mostpop" else 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["caser", "sine"])
+def test_train_reproduces_the_benchmark_row(model, tmp_path):
+    """`sinerec train --model X` resolves X's settings as `sinerec benchmark` does (issue 12 item 3): the same
+    seed, data and threads give the benchmark run's metrics exactly, not just within the seeds' spread."""
+    short = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=5"]
+    bench = tmp_path / "bench"
+    assert main(["benchmark", "--models", model, "--seeds", "3", "--threads", "1", "--out", str(bench), *short]) == 0
+    row = json.loads((bench / "results.json").read_text())["runs"][0]
+    run = tmp_path / "run"
+    assert main(["train", "--model", model, "--seed", "3", "--threads", "1", "--out", str(run), *short,
+                 "--quiet"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["dataset"]["fingerprint"] == row["dataset_fingerprint"]
+    assert metrics["protocol"]["fingerprint"] == row["split_fingerprint"]
+    assert metrics["valid"] == row["valid"] and metrics["test"] == row["test"]
+    assert metrics["test"]["NDCG@10"] > 0

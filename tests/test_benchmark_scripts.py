@@ -8,6 +8,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import train_run
 
@@ -37,7 +38,8 @@ def test_every_script_is_covered():
                       "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
                       "speed/bf16-accuracy/summarise.py", "speed/contention.py", "speed/fusion.py",
                       "speed/profile_step.py", "speed/recbole_speed.py", "speed/speed.py",
-                      "taobao-scale/measure_ingest.py", "taobao-scale/measure_ranks.py"]
+                      "taobao-scale/measure_ingest.py", "taobao-scale/measure_ranks.py",
+                      "taobao-scale/stages.py"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -113,8 +115,60 @@ def test_explain_nmi_on_a_tiny_sine_run(tmp_path, monkeypatch, capsys):
     run_dir = train_run(tmp_path / "run", ["data.max_len=6", "model_params.dim=12", "model_params.num_concepts=7",
                                            "model_params.num_interests=3"], log)
     out = tmp_path / "nmi.json"
+    events = log.events["item"].value_counts()
+    threshold = int(events.median())  # about half of the items have at least this many events
     assert run_script("explain_nmi.py", "--run", f"toy={run_dir}", "--repeats", "3", "--out", str(out),
-                      monkeypatch=monkeypatch) == 0
+                      "--min-count", str(threshold), monkeypatch=monkeypatch) == 0
     result = json.loads(out.read_text())["results"]["toy"]
     assert result["dataset"]["n_items"] == 30 and 1 <= result["concepts_ever_activated"] <= 7
     assert "| toy |" in capsys.readouterr().out
+    # --min-count: the NMI over the items with at least that many events, against a by-hand computation
+    from sinerec.explain.concepts import item_nmi, nearest_concepts
+    from sinerec.runs import load_run
+
+    run = load_run(run_dir)
+    nearest, _ = nearest_concepts(run.model.item_embeddings().detach(), run.model.prototypes.detach())
+    counts = np.bincount(run.data.items, minlength=run.data.num_items + 1)[1:]
+    keep = np.flatnonzero(counts >= threshold)
+    assert 0 < len(keep) < 30 and sorted(counts) == sorted(events.tolist())
+    by_count = result["nmi_by_min_count"][str(threshold)]
+    assert by_count["n_items"] == len(keep)
+    expected = item_nmi(nearest[keep], [run.data.item_categories[1:][i] for i in keep])
+    assert by_count["value"] == pytest.approx(round(expected, 4), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_taobao_stages_run_every_stage_on_a_tiny_log_and_resume(tmp_path, monkeypatch):
+    """benchmarks/taobao-scale/stages.py end to end on a tiny synthetic log: every stage recorded with the
+    numbers its outputs give; a second call runs nothing again; the README renderer lists every stage."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["--rows", "60000", "--items", "3000", "--users", "2000", "--epochs", "1", "--max-steps", "5",
+            "--eval-queries", "50", "--factory", "IVF16,Flat", "--nprobe", "4", "--requests", "10",
+            "--nmi-repeats", "2", "--work", str(work), "--label", "tiny", "--out", str(out)]
+    assert run_script("taobao-scale/stages.py", *args, monkeypatch=monkeypatch) == 0
+    doc = json.loads((out / "stages-tiny.json").read_text())
+    stages = doc["stages"]
+    assert list(stages) == ["synth", "prepare", "train", "evaluate", "export", "index", "serve", "nmi"]
+    assert all(r["exit"] == 0 and r["peak_rss_gb"] > 0.05 and r["seconds"] > 0 for r in stages.values())
+    assert 59_000 < stages["prepare"]["summary"]["n_interactions"] <= 60_000  # users under 5 events dropped
+    assert stages["prepare"]["summary"]["n_items"] <= 3000
+    assert stages["prepare"]["summary"]["split"]["name"] == "comirec"
+    assert stages["train"]["evaluated"] == {"valid_queries": 50, "test_queries": 50}
+    assert stages["train"]["train"]["epochs"] == 1 and stages["train"]["protocol"]["name"] == "comirec"
+    assert stages["serve"]["statuses"] == {"200": 10}  # the log's own item ids, served
+    assert stages["index"]["recall"]["k"] == 50 and 0 < stages["index"]["recall"]["value"] <= 1
+    nmi = stages["nmi"]["result"]["settings"]
+    assert (nmi["num_concepts"], nmi["num_interests"], nmi["dim"]) == (1000, 8, 64)
+    dates = {k: r["date"] for k, r in stages.items()}
+    assert run_script("taobao-scale/stages.py", *args, monkeypatch=monkeypatch) == 0  # resumed: nothing to do
+    assert {k: r["date"] for k, r in json.loads((out / "stages-tiny.json").read_text())["stages"].items()} == dates
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import render_readme
+
+    monkeypatch.setattr(render_readme, "BENCH", tmp_path / "bench")
+    (tmp_path / "bench" / "taobao-scale").mkdir(parents=True)
+    (out).rename(tmp_path / "bench" / "taobao-scale" / "stages")
+    table = render_readme.taobao_stages().splitlines()
+    assert len(table) == 2 + 8 and all(line.startswith("| tiny | ") for line in table[2:])
+    assert " events; " in table[3] and "(50 users)" in table[4] and "recall@50" in table[7]

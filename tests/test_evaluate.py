@@ -124,3 +124,42 @@ def test_a_repeated_target_is_a_miss_under_history_exclusion():
     assert all(v == 0.0 for v in excluded.values()), excluded
     ranked = evaluate(model, d, s.test, 3, exclude_history=False, config=cfg).means
     assert ranked["HR@1"] == 0.0 and ranked["HR@2"] == 1.0 and np.isclose(ranked["NDCG@2"], 1 / np.log2(3))
+
+
+def test_max_queries_evaluates_a_fixed_sample_equal_to_the_same_queries_evaluated_alone():
+    """eval.max_queries: the metrics of the sample are exactly those of its queries evaluated as a set; the
+    sample is the same on every call, keeps the queries' order and carries each query's own targets."""
+    from sinerec.data.splits import EvalSet
+
+    d = _sequences([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], [2, 3, 4, 5, 1], [3, 1, 5, 4, 2], [4, 5, 1, 2, 3])
+    off = d.offsets
+    queries = EvalSet(users=np.arange(5), hist_start=off[:5].copy(), hist_end=off[:5] + 2,
+                      target_offsets=np.array([0, 1, 3, 4, 6, 7]), targets=np.array([1, 2, 5, 3, 4, 1, 5]))
+    sample = queries.sample(3, seed=7)
+    again = queries.sample(3, seed=7)
+    assert len(sample) == 3 and np.array_equal(sample.users, again.users)
+    assert np.all(np.diff(sample.users) > 0)  # original order
+    for q, user in enumerate(sample.users):  # each query keeps its own history and targets
+        lo, hi = queries.target_offsets[user], queries.target_offsets[user + 1]
+        assert sample.targets[sample.target_offsets[q]:sample.target_offsets[q + 1]].tolist() == \
+            queries.targets[lo:hi].tolist()
+        assert sample.hist_start[q] == queries.hist_start[user] and sample.hist_end[q] == queries.hist_end[user]
+    assert queries.sample(5) is queries and queries.sample(9) is queries
+    model = FixedScores([0, 5, 4, 3, 2, 1])
+    sampled = evaluate(model, d, queries, 3, exclude_history=False, config=EvalConfig(ks=(1, 2), max_queries=3,
+                                                                                       sample_seed=7))
+    alone = evaluate(model, d, sample, 3, exclude_history=False, config=EvalConfig(ks=(1, 2)))
+    assert sampled.n_queries == 3 and sampled.means == alone.means
+    assert np.array_equal(sampled.users, sample.users)
+    full = evaluate(model, d, queries, 3, exclude_history=False, config=EvalConfig(ks=(1, 2)))
+    assert full.n_queries == 5
+
+
+def test_max_queries_must_be_a_positive_integer():
+    import pytest
+
+    from sinerec.errors import ConfigError
+
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="eval.max_queries"):
+            EvalConfig(max_queries=bad)

@@ -82,3 +82,21 @@ def test_export_of_non_sine_models(tmp_path, name):
         np.testing.assert_allclose(users["interests"], model_out.interests.numpy(), rtol=1e-5, atol=1e-6)
     else:
         assert manifest["num_interests"] is None and "interests" not in users
+
+
+def test_a_streamed_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):
+    """Export streams its tables into the file (storage.atomic_write_stream): a failure after part of the
+    content was written keeps the earlier file as it was and removes the partial one."""
+    from sinerec import storage
+
+    target = tmp_path / "users.npz"
+    storage.atomic_write_stream(target, lambda fh: fh.write(b"old content"))
+
+    def half_then_fail(fh):
+        fh.write(b"new, partial")
+        raise MemoryError("out of memory halfway")
+
+    with pytest.raises(MemoryError):
+        storage.atomic_write_stream(target, half_then_fail)
+    assert target.read_bytes() == b"old content"
+    assert not list(tmp_path.glob(storage.TEMPORARY_GLOB))

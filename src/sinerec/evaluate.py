@@ -36,6 +36,11 @@ class EvalConfig:
     metrics: tuple[str, ...] = DEFAULT_METRICS  # names from the table sinerec.metrics.METRICS
     batch_size: int = 512  # queries per batch
     item_chunk: int = 1 << 16  # items scored at once
+    # Evaluate a fixed random sample of this many queries (users) instead of all of them (None: all): for
+    # catalogues of millions, where full ranking of every held-out user costs more than an epoch. The same
+    # queries every epoch and every run (EvalSet.sample, seed sample_seed); metrics.json records how many.
+    max_queries: int | None = None
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -48,6 +53,11 @@ class EvalConfig:
         for k in self.ks:
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise ConfigError(f"eval.ks: every cut-off must be an integer >= 1, got {k!r}")
+        if self.max_queries is not None and (isinstance(self.max_queries, bool) or not isinstance(self.max_queries, int)
+                                             or self.max_queries < 1):
+            raise ConfigError(f"eval.max_queries: must be an integer >= 1 (or none for all), got {self.max_queries!r}")
+        if isinstance(self.sample_seed, bool) or not isinstance(self.sample_seed, int) or self.sample_seed < 0:
+            raise ConfigError(f"eval.sample_seed: must be an integer >= 0, got {self.sample_seed!r}")
         for key in ("batch_size", "item_chunk"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -81,7 +91,7 @@ def evaluate(model: SequentialRecommender, data: SequenceData, queries: EvalSet,
              exclude_history: bool, config: EvalConfig | None = None, device: str | torch.device = "cpu",
              progress: bool = False, desc: str = "evaluate", rank: int = 0, world_size: int = 1,
              gather: Callable[[np.ndarray], list[np.ndarray]] | None = None) -> EvalResult:
-    """Rank all items for every query of ``queries`` and compute the metrics.
+    """Rank all items for every query of ``queries`` (or ``config.max_queries`` of them) and compute the metrics.
 
     The model sees the last ``max_len`` items of each query's history; with ``exclude_history`` every item of
     the whole history (not only the last max_len) is removed from the ranking.
@@ -91,6 +101,8 @@ def evaluate(model: SequentialRecommender, data: SequenceData, queries: EvalSet,
     collects the per-query hit lists, so every rank returns the whole, single-process result.
     """
     config = config or EvalConfig()
+    if config.max_queries is not None:
+        queries = queries.sample(config.max_queries, config.sample_seed)
     if world_size > 1 and gather is None:
         raise ValueError("evaluate: world_size > 1 needs a gather function")
     kmax = max(config.ks)

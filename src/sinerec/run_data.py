@@ -24,15 +24,16 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from sinerec.data.preprocess import SequenceData
 from sinerec.errors import SinerecError
 from sinerec.ids import ids_from_text
-from sinerec.storage import atomic_write_bytes, atomic_write_text, write_json
+from sinerec.storage import atomic_write_stream, write_json
 
 if TYPE_CHECKING:
     from sinerec.pipeline import Prepared
@@ -74,29 +75,40 @@ def write_run_data(run_dir: Path, prepared: Prepared) -> None:
 
 
 def save_data(run_dir: Path, data: SequenceData, sequences: bool = True) -> None:
-    """Id maps (CSV, original ids as text) and, with ``sequences``, the sequences (``sequences.npz``)."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["item_index", "item_id", "title", "categories"])
-    for idx in range(1, data.num_items + 1):
-        title = data.item_titles[idx] if data.item_titles else ""
-        cats = "|".join(data.item_categories[idx]) if data.item_categories else ""
-        w.writerow([idx, data.item_ids[idx], title, cats])
-    atomic_write_text(run_dir / ITEMS, buf.getvalue())
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["user_index", "user_id"])
-    for idx, uid in enumerate(data.user_ids):
-        w.writerow([idx, uid])
-    atomic_write_text(run_dir / USERS, buf.getvalue())
+    """Id maps (CSV, original ids as text) and, with ``sequences``, the sequences (``sequences.npz``); each
+    written into its file as it is produced (millions of ids are never held as one string)."""
+    def items_csv(w: Any) -> None:
+        w.writerow(["item_index", "item_id", "title", "categories"])
+        for idx in range(1, data.num_items + 1):
+            title = data.item_titles[idx] if data.item_titles else ""
+            cats = "|".join(data.item_categories[idx]) if data.item_categories else ""
+            w.writerow([idx, data.item_ids[idx], title, cats])
+
+    def users_csv(w: Any) -> None:
+        w.writerow(["user_index", "user_id"])
+        for idx, uid in enumerate(data.user_ids):
+            w.writerow([idx, uid])
+
+    _write_csv(run_dir / ITEMS, items_csv)
+    _write_csv(run_dir / USERS, users_csv)
     if sequences:
         _save_sequences(run_dir, data)
 
 
+def _write_csv(path: Path, rows: Callable[[Any], None]) -> None:
+    """A UTF-8 CSV file written atomically, row by row, by ``rows(csv_writer)``."""
+    def write(fh: BinaryIO) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        rows(csv.writer(text))
+        text.flush()
+        text.detach()  # leave the binary file open: atomic_write_stream flushes, syncs and closes it
+
+    atomic_write_stream(path, write)
+
+
 def _save_sequences(run_dir: Path, data: SequenceData) -> None:
-    npz = io.BytesIO()
-    np.savez_compressed(npz, items=data.items.astype(np.int32), offsets=data.offsets)
-    atomic_write_bytes(run_dir / SEQUENCES, npz.getvalue())
+    atomic_write_stream(run_dir / SEQUENCES, lambda fh: np.savez_compressed(
+        fh, items=data.items.astype(np.int32), offsets=data.offsets))
 
 
 def dataset_summary(data: SequenceData) -> dict[str, Any]:

@@ -278,6 +278,7 @@ def metrics_document(config: Config, prepared: Prepared, result: TrainResult,
         "protocol": prepared.split.summary(),
         "valid": result.valid.means,
         "test": result.test.means,
+        "evaluated": {"valid_queries": result.valid.n_queries, "test_queries": result.test.n_queries},
         "train": train,
         "machine": machine_summary(),
     }

@@ -76,6 +76,22 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.users)
 
+    def sample(self, n: int, seed: int = 0) -> EvalSet:
+        """``n`` of the queries drawn without replacement by ``seed`` (in their original order); all of them
+        when there are at most ``n``. The same ``n`` and ``seed`` give the same queries on every call and rank."""
+        if n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        counts = np.diff(self.target_offsets)[keep]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        lo = np.asarray(self.target_offsets)[keep]
+        owner = np.repeat(np.arange(n), counts)
+        index = lo[owner] + (np.arange(int(offsets[-1]), dtype=np.int64) - offsets[owner])
+        return EvalSet(users=np.asarray(self.users)[keep], hist_start=np.asarray(self.hist_start)[keep],
+                       hist_end=np.asarray(self.hist_end)[keep], target_offsets=offsets,
+                       targets=np.asarray(self.targets)[index])
+
 
 @dataclass
 class Split:

@@ -249,13 +249,15 @@ def user_explanations(run: LoadedRun, users: Sequence[int] | np.ndarray, k: int 
 
 
 def concept_nmi(run: LoadedRun, seed: int = 0, repeats: int = 20,
-                nearest: np.ndarray | None = None) -> dict[str, Any] | None:
+                nearest: np.ndarray | None = None, min_count: int = 1) -> dict[str, Any] | None:
     """The paper's NMI analysis: each item's nearest concept against the dataset's categories.
 
     Args:
         run: a LoadedRun of a SINE model.
         seed, repeats: of the random assignments with the same cluster sizes (:func:`random_assignment_nmi`).
         nearest: (M,) each item's nearest prototype, if already computed (:func:`nearest_concepts`).
+        min_count: only items with at least this many interactions in the data (an item seen once or twice
+            keeps an embedding near its random initialisation, and so does its nearest concept).
     Returns:
         None when the dataset has no item categories; else ``value`` (the learned concepts' NMI),
         ``random_mean`` / ``random_std`` / ``random_values`` (chance level), ``z`` = (value - mean) / std,
@@ -269,6 +271,10 @@ def concept_nmi(run: LoadedRun, seed: int = 0, repeats: int = 20,
         nearest, _ = nearest_concepts(model.item_embeddings().detach(), model.prototypes.detach())
     cats = data.item_categories[1:]  # items 1..M
     has = np.array([len(c) > 0 for c in cats])
+    if min_count > 1:
+        has &= np.bincount(np.asarray(data.items), minlength=data.num_items + 1)[1:] >= min_count
+    if not has.any():
+        return None
     labelled = [c for c, h in zip(cats, has, strict=True) if h]
     assignment = nearest[has]
     value = item_nmi(assignment, labelled)
@@ -278,7 +284,7 @@ def concept_nmi(run: LoadedRun, seed: int = 0, repeats: int = 20,
         "value": round(value, 4), "random_mean": round(chance.mean, 4), "random_std": round(chance.std, 4),
         "random_values": [round(v, 4) for v in chance.values], "repeats": repeats, "seed": seed,
         "z": round((value - chance.mean) / chance.std, 1) if chance.std > 0 else None,
-        "n_items": int(has.sum()), "n_categories": len({x for c in labelled for x in c}),
+        "n_items": int(has.sum()), "min_count": min_count, "n_categories": len({x for c in labelled for x in c}),
         "clusters_used": int(len(np.unique(assignment))),
         "assignment": "each item's nearest prototype by cosine (item embedding vs prototype row)",
         "normalisation": NMI_NORMALISATION, "multilabel": MULTILABEL_RULE,
