@@ -121,8 +121,9 @@ def mostpop_mls() -> str:
 STAGE_ORDER = ("10M-1M", "100M-4M", "taobao-sample")
 
 
-def _stage_result(stage: str, r: dict[str, Any], settings: dict[str, Any]) -> str:
-    """One stage's outcome in words, from what stages.py recorded."""
+def _stage_result(stage: str, r: dict[str, Any], doc: dict[str, Any]) -> str:
+    """One stage's outcome in words, from what stages.py recorded (``doc``: the whole record of the log)."""
+    settings = doc["settings"]
     if stage == "synth":
         return f"{r['file_gb']:.2f} GB CSV"
     if stage == "prepare":
@@ -137,12 +138,15 @@ def _stage_result(stage: str, r: dict[str, Any], settings: dict[str, Any]) -> st
                 f"NDCG@50 {v['NDCG@50']:.2f} % ({n:,} users)")
     if stage == "evaluate":
         test, n = r["result"]["test"], settings["eval_queries"]
+        split = doc["stages"].get("prepare", {}).get("summary", {}).get("split", {})
+        n = min(n, split.get("n_test_users", n))
         return f"test Recall@50 {100 * test['Recall@50']:.2f} %, NDCG@50 {100 * test['NDCG@50']:.2f} % ({n:,} users)"
     if stage == "export":
         return f"{r['export_gb']:.2f} GB of vectors"
     if stage == "index":
         rc = r.get("recall", {})
-        return (f"`{r['settings']['factory']}`, nprobe {r['settings']['nprobe']}: recall@{rc.get('k')} "
+        probe = f", nprobe {r['settings']['nprobe']}" if "IVF" in r["settings"]["factory"] else ""
+        return (f"`{r['settings']['factory']}`{probe}: recall@{rc.get('k')} "
                 f"{rc.get('value', float('nan')):.3f} against exact ({rc.get('users', 0):,} users); "
                 f"{r['index_gb']:.2f} GB")
     if stage == "serve":
@@ -170,7 +174,7 @@ def taobao_stages() -> str:
             if r.get("exit") != 0:
                 continue
             lines.append(row([label, stage, f"{r['seconds']:,.1f}", f"{r['peak_rss_gb']:.2f}",
-                              f"{r['load_before']:.1f}", _stage_result(stage, r, doc["settings"])]))
+                              f"{r['load_before']:.1f}", _stage_result(stage, r, doc)]))
     return "\n".join(lines)
 
 

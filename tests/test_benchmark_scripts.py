@@ -162,6 +162,10 @@ def test_taobao_stages_run_every_stage_on_a_tiny_log_and_resume(tmp_path, monkey
     dates = {k: r["date"] for k, r in stages.items()}
     assert run_script("taobao-scale/stages.py", *args, monkeypatch=monkeypatch) == 0  # resumed: nothing to do
     assert {k: r["date"] for k, r in json.loads((out / "stages-tiny.json").read_text())["stages"].items()} == dates
+    # --redo runs a finished stage again from nothing (a finished run directory is replaced, not refused)
+    assert run_script("taobao-scale/stages.py", *args, "--redo", "train", monkeypatch=monkeypatch) == 0
+    again = json.loads((out / "stages-tiny.json").read_text())["stages"]
+    assert again["train"]["exit"] == 0 and again["train"]["date"] >= dates["train"] and again["nmi"] == stages["nmi"]
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import render_readme

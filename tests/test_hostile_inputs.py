@@ -388,3 +388,21 @@ def test_damaged_sequences_of_a_run_directory(trained, capsys):
     (run_dir / runs.SEQUENCES).write_bytes(b"PK\x03\x04 not really a zip")
     code, _, err = run_cli(capsys, "recommend", "--run", str(run_dir), "--user", "1")
     assert_one_line_error(code, err, f"{run_dir / runs.SEQUENCES}: damaged")
+
+
+def test_a_warning_on_the_command_line_reads_like_an_error_line(tmp_path):
+    """A skipped malformed line is reported as one `sinerec: warning:` line naming file and line, not as
+    Python's warning format (a library file, its line number and the source line that warned)."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.csv"
+    rows = [f"{u},{i},7,pv,{1511568000 + 60 * i}" for u in range(6) for i in range(1, 7)]
+    log.write_text("\n".join(rows[:10] + ["123,456,oops,pv"] + rows[10:]) + "\n")
+    done = subprocess.run([sys.executable, "-m", "sinerec", "data", "describe", "--path", str(log), "--format",
+                           "taobao", "--skip-bad-lines", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sinerec: warning: "), done.stderr
+    assert str(log) in lines[0] and "line 11" in lines[0] and ".py:" not in done.stderr

@@ -241,8 +241,11 @@ def main() -> int:
         if stage == "serve":
             record = serve_stage(args, args.work)
         else:
-            if stage == "prepare" and (args.work / "prepared").exists():
-                shutil.rmtree(args.work / "prepared")
+            # a stage run again starts from nothing (a finished run is not resumed; an unfinished one is)
+            folder = args.work / {"prepare": "prepared", "export": "export", "index": "index"}.get(stage, "run")
+            if stage in ("prepare", "export", "index") and folder.exists() or \
+                    stage == "train" and (folder / "metrics.json").exists():
+                shutil.rmtree(folder)
             record = timed(commands(args, args.work)[stage], args.work / f"{stage}.log")
         if record["exit"] == 0:
             record.update(details(stage, args.work))

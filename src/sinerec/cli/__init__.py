@@ -15,6 +15,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 
 from sinerec.cli import benchmark, config, data, evaluate, explain, predict, rundata, serving, train, tune  # noqa: E402
 from sinerec.cli.common import HelpFormatter, walk_parsers  # noqa: E402
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    return f"sinerec: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command ``argv`` (default ``sys.argv[1:]``) and return its exit code.
 
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         getattr(args, "group", parser).print_help(sys.stderr)
         return 2
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    previous_format = warnings.formatwarning
+    if not debug:  # a warning reads like the errors: no library file, line number or source line
+        warnings.formatwarning = _format_warning
     try:
         return int(handler(args))
     except SinerecError as exc:
@@ -131,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sinerec: internal error: {type(exc).__name__}: {exc} (rerun with --debug or {DEBUG_ENV}=1 "
               "for the traceback, and please report it)", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = previous_format
 
 
 def describe_os_error(exc: OSError) -> str:
