@@ -167,7 +167,7 @@ def taobao_stages() -> str:
     docs = {p.stem.removeprefix("stages-"): json.loads(p.read_text())
             for p in sorted((BENCH / "taobao-scale" / "stages").glob("stages-*.json"))}
     labels = [x for x in STAGE_ORDER if x in docs] + sorted(set(docs) - set(STAGE_ORDER))
-    lines = [row(["log", "stage", "wall s", "peak RSS GB", "load", "result"]), "|---|---|---|---|---|---|"]
+    lines = [row(["log", "stage", "wall s", "peak RSS GiB", "load", "result"]), "|---|---|---|---|---|---|"]
     for label in labels:
         doc = docs[label]
         for stage, r in doc["stages"].items():
