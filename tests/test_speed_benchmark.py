@@ -82,6 +82,10 @@ def test_contention_summary_is_median_and_ratio_to_idle(monkeypatch: pytest.Monk
     env = contention.clean_env()
     assert not {"OMP_WAIT_POLICY", "OMP_NUM_THREADS", "SINEREC_PROCESS_DEFAULTS"} & set(env)
     assert contention.VARIANTS["old"] == {"SINEREC_PROCESS_DEFAULTS": "0"} and contention.VARIANTS["new"] == {}
+    # the precision variants keep sinerec's process defaults and pin train.amp on the command line
+    assert contention.VARIANTS["new-float32"] == contention.VARIANTS["new-bf16"] == {}
+    assert contention.VARIANT_ARGS == {"new-float32": ["--set", "train.amp=off"],
+                                       "new-bf16": ["--set", "train.amp=bf16"]}
 
 
 def test_contention_refuses_an_unknown_variant(monkeypatch: pytest.MonkeyPatch,

@@ -7,6 +7,9 @@
 # Long: hours on 2 CPU cores (an ML-1M epoch of all eight trained models is ~16 core-minutes), minutes on a GPU
 # (`DEVICE=cuda bash benchmarks/converged/run.sh`). Resumable across sittings: rerun the same script; finished
 # runs are reused, an unfinished one continues from its last epoch. Commit each folder's results.* (not runs/).
+# Precision: float32 (train.amp=off) for every model, as every earlier table and the papers; bf16 autocast, the
+# default on CPUs with bf16 in hardware since these tables started, was checked for SINE only
+# (benchmarks/speed/bf16-accuracy). AMP=auto (or bf16) trains them in bf16 instead (into other folders: OUT_SUFFIX).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -14,7 +17,10 @@ SINEREC=${SINEREC:-.venv/bin/sinerec}
 DATA=${DATA:-../shared/data}
 JOBS=${JOBS:-2}
 DEVICE=${DEVICE:-auto}
-common=(--seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\"")
+AMP=${AMP:-off}
+SUFFIX=${OUT_SUFFIX:-}
+common=(--seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
+        --set "train.amp=\"$AMP\"")
 if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); fi
 beauty=(--set sasrec:model_params.dropout=0.5)
 comirec=(--protocol comirec --set data.min_item_count=5 --set data.min_user_count=5 --set data.kcore_iterative=false)
@@ -22,7 +28,7 @@ same_size=(--set sine:model_params.dim=64 --set sasrec:model_params.dim=64 --set
            --set caser:model_params.dim=64 --set youtubednn:model_params.dim=64)
 
 run() {  # run OUT ARGS...: one benchmark, then its history-ranked re-scoring
-  local out=$1; shift
+  local out=$1$SUFFIX; shift
   # shellcheck disable=SC2086
   $SINEREC benchmark "$@" "${common[@]}" --out "benchmarks/converged/$out"
   "${PYTHON:-.venv/bin/python}" benchmarks/rescore_history.py "benchmarks/converged/$out" \

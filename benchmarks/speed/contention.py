@@ -10,7 +10,12 @@ Variants of sinerec's own process settings:
 
 - ``old``: OpenMP's and torch's defaults (``SINEREC_PROCESS_DEFAULTS=0``: spinning waits, all cores);
 - ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` with torch's default thread count;
-- ``new``: sinerec's defaults (``sinerec.runtime``: passive waits, threads = the usable CPUs).
+- ``new``: sinerec's defaults (``sinerec.runtime``: passive waits, threads = the usable CPUs; ``train.amp =
+  "auto"``: bf16 autocast on CPUs with bf16 in hardware, float32 elsewhere);
+- ``new-float32``: sinerec's defaults in float32 (``--set train.amp=off``);
+- ``new-bf16``: sinerec's defaults in bf16 autocast (``--set train.amp=bf16``).
+
+Each measurement records the precision the run trained in.
 
 Writes ``OUT/contention.json`` (every measurement, medians, ratios loaded/idle, machine, command, date) and
 ``OUT/contention.md``. Usage (from the repository root; about 10 minutes on 2 cores)::
@@ -38,7 +43,9 @@ LOADER = ("import torch, sys\na = torch.randn(1024, 1024)\nprint('ready', flush=
           "while True:\n    a @ a\n")
 VARIANTS = {"old": {"SINEREC_PROCESS_DEFAULTS": "0"},
             "passive": {"OMP_WAIT_POLICY": "PASSIVE", "SINEREC_PROCESS_DEFAULTS": "0"},
-            "new": {}}
+            "new": {}, "new-float32": {}, "new-bf16": {}}
+#: the command-line settings of a variant (beside its environment)
+VARIANT_ARGS = {"new-float32": ["--set", "train.amp=off"], "new-bf16": ["--set", "train.amp=bf16"]}
 CLEAN = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SINEREC_PROCESS_DEFAULTS")
 
 
@@ -69,7 +76,7 @@ def train_once(variant: str, args: argparse.Namespace, work: Path) -> dict[str, 
     out = work / f"run-{time.monotonic_ns()}"
     command = [sys.executable, "-m", "sinerec", "train", "--model", "sine", "--dataset", "ml-1m",
                "--data-dir", args.data_dir, "--batch-size", str(args.batch_size), "--epochs", "1", "--quiet",
-               "--set", f"train.max_steps_per_epoch={args.steps}", "--out", str(out)]
+               "--set", f"train.max_steps_per_epoch={args.steps}", *VARIANT_ARGS.get(variant, []), "--out", str(out)]
     src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**clean_env(), **VARIANTS[variant], "PYTHONPATH": src}
     loadavg = Path("/proc/loadavg").read_text().split()[:4] if Path("/proc/loadavg").exists() else None
@@ -77,7 +84,8 @@ def train_once(variant: str, args: argparse.Namespace, work: Path) -> dict[str, 
     record = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     metrics = json.loads((out / "metrics.json").read_text())
     return {"examples_per_second": record["examples_per_second"], "seconds": record["seconds"],
-            "torch_threads": find_key(metrics, "torch_threads"), "loadavg_before": loadavg}
+            "torch_threads": find_key(metrics, "torch_threads"), "precision": find_key(metrics, "precision"),
+            "loadavg_before": loadavg}
 
 
 def find_key(doc: Any, key: str) -> Any:
@@ -121,14 +129,17 @@ def markdown(doc: dict[str, Any]) -> str:
              f"Machine: {doc['machine']['cpu']}, {doc['machine']['cpus']} CPUs, torch {doc['machine']['torch']}  ",
              f"Settings: SINE, ML-1M, batch {doc['batch_size']}, {doc['steps']} steps, {doc['repeats']} repeats "
              "(interleaved); medians of examples/s; ratio = loaded median / the same variant's idle median.", "",
-             doc["note"], "", "| variant | other jobs | examples/s (median) | ratio to idle | torch threads |",
-             "|---|---|---|---|---|"]
+             doc["note"], "",
+             "| variant | other jobs | examples/s (median) | ratio to idle | torch threads | precision |",
+             "|---|---|---|---|---|---|"]
     for v, per_load in doc["summary"].items():
         for key, s in per_load.items():
             n = int(key[4:])
-            threads = sorted({r["torch_threads"] for r in doc["rows"] if r["variant"] == v and r["load"] == n})
+            mine = [r for r in doc["rows"] if r["variant"] == v and r["load"] == n]
+            threads = sorted({r["torch_threads"] for r in mine})
+            precision = sorted({str(r.get("precision")) for r in mine})
             lines.append(f"| {v} | {n} | {s['median_examples_per_second']:,.0f} | {s['ratio_to_idle']} | "
-                         f"{', '.join(map(str, threads))} |")
+                         f"{', '.join(map(str, threads))} | {', '.join(precision)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": machine(), "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
-           "note": args.note, "variants": {v: VARIANTS[v] for v in variants},
+           "note": args.note,
+           "variants": {v: {"env": VARIANTS[v], "args": VARIANT_ARGS.get(v, [])} for v in variants},
            "repeats_done": {v: {n: sum(r["variant"] == v and r["load"] == n for r in rows) for n in loads}
                             for v in variants},
            "summary": summarise(rows, variants, loads), "rows": rows}

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sinerec import __version__
+from sinerec import __version__, runtime
 from sinerec.config import Config
 from sinerec.data.preprocess import SequenceData
 from sinerec.errors import SinerecError
@@ -211,6 +211,18 @@ def check_resume_data(run_dir: Path, checkpoint: dict[str, Any], data_fingerprin
             f"--resume: {run_dir} was trained on other data (dataset fingerprint {saved_data}, split "
             f"{saved_split}); the configured data now gives {data_fingerprint}, split {split_fingerprint}. "
             "Restore the run's data files or start a new run")
+
+
+def check_resume_precision(run_dir: Path, checkpoint: dict[str, Any], amp: str, precision: str,
+                           device: str) -> None:
+    """Refuse to resume ``run_dir`` in a precision other than the one it trained in (the checkpoint's; for
+    an older checkpoint, what ``amp`` meant on ``device`` then: :func:`sinerec.runtime.legacy_precision`)."""
+    trained_in = checkpoint.get("precision") or runtime.legacy_precision(amp, device)
+    if trained_in != precision:  # one run, one precision
+        setting = "off" if trained_in == "float32" else "bf16"
+        raise SinerecError(f"--resume: {run_dir / CHECKPOINT} trained in {trained_in}, and train.amp = {amp!r} "
+                           f"trains in {precision} here; set train.amp = {setting!r} (--set train.amp={setting}) "
+                           "to continue it")
 
 
 # ----------------------------------------------------------------------------------------- header

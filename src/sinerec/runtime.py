@@ -16,6 +16,10 @@ next to one busy job 53 % against 57 %: the scheduler shares the CPUs between ru
 thread gives up a share.
 
 ``SINEREC_PROCESS_DEFAULTS=0`` keeps OpenMP's and torch's own defaults (e.g. to measure them).
+
+Precision (:func:`resolve_precision`): ``train.amp = "auto"`` trains under bf16 autocast on CUDA and where this
+CPU computes bfloat16 products in hardware (:func:`native_bf16`: x86's AVX512-BF16 or AMX-BF16), in float32
+elsewhere.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, MutableMapping
 
-__all__ = ["OPT_OUT_ENV", "apply_default_threads", "choose_threads", "default_threads", "enabled",
-           "prefer_passive_wait", "usable_cpus", "user_set_threads"]
+__all__ = ["BF16_FLAGS", "OPT_OUT_ENV", "apply_default_threads", "choose_threads", "default_threads", "enabled",
+           "legacy_precision", "native_bf16", "prefer_passive_wait", "resolve_precision", "usable_cpus",
+           "user_set_threads"]
 
 #: set to 0 to keep OpenMP's and torch's own defaults
 OPT_OUT_ENV = "SINEREC_PROCESS_DEFAULTS"
@@ -45,6 +50,44 @@ def prefer_passive_wait(environ: MutableMapping[str, str] | None = None) -> bool
         return False
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
+
+
+#: /proc/cpuinfo flags of CPUs with bfloat16 dot products in hardware (x86: AVX512-BF16, AMX-BF16)
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def native_bf16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 products in hardware: a ``flags`` line of ``cpuinfo`` names one of
+    :data:`BF16_FLAGS`. False where the file is missing or unreadable (not Linux): without hardware support,
+    bf16 autocast is emulated and slower than float32."""
+    try:
+        with open(cpuinfo) as fh:
+            for line in fh:
+                if line.startswith("flags") and BF16_FLAGS & set(line.partition(":")[2].split()):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def resolve_precision(amp: str, device_type: str) -> str:
+    """What ``train.amp`` trains in on a device of ``device_type`` (``"cpu"``, ``"cuda"``): ``"bf16"``
+    (autocast) or ``"float32"``.
+
+    ``auto`` is bf16 on CUDA and on CPUs that compute bf16 products in hardware (:func:`native_bf16`), float32
+    elsewhere. On such a CPU (2 cores, AVX512-BF16) bf16 autocast trained SINE 1.5-1.7x faster than float32
+    (2.1x with ``train.compile``) and left its validation NDCG@10 within the seeds' spread on ML-1M and above
+    float32's on Amazon Beauty (benchmarks/speed/bf16-accuracy). Parameters, optimiser state, evaluation,
+    export and serving stay float32 in every case.
+    """
+    if amp == "bf16" or (amp == "auto" and (device_type == "cuda" or (device_type == "cpu" and native_bf16()))):
+        return "bf16"
+    return "float32"
+
+
+def legacy_precision(amp: str, device: str | None) -> str:
+    """What a run recorded before runs named their precision trained in: ``auto`` then meant bf16 on CUDA only."""
+    return "bf16" if amp == "bf16" or (amp == "auto" and (device or "").startswith("cuda")) else "float32"
 
 
 def choose_threads(cpus: int, ceiling: int) -> int:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sinerec import distributed, losses, optim, runs
+from sinerec import distributed, losses, optim, runs, runtime
 from sinerec.callbacks import Callback, CallbackList
 from sinerec.config import Config
 from sinerec.data.batching import TrainBatches
@@ -138,8 +138,8 @@ class Trainer:
         # the same seed on every rank: all ranks draw the same negatives at every step
         self.sample_generator = torch.Generator().manual_seed(config.train.seed + 1)
         self.sampler = self._make_sampler()
-        amp = config.train.amp
-        self.autocast = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
+        self.precision = runtime.resolve_precision(config.train.amp, self.device.type)
+        self.autocast = self.precision == "bf16"
         prefetch = config.train.prefetch
         self.prefetch = prefetch if prefetch is not None else (2 if self.device.type == "cuda" else 0)
 
@@ -307,7 +307,7 @@ class Trainer:
             if self.writes:
                 assert self.run_dir is not None
                 runs.save_best_weights(self.run_dir, self.model.state_dict())
-            return TrainResult(self.model, valid, test)
+            return TrainResult(self.model, valid, test, precision=self.precision)
 
         optimizer = self.make_optimizer()
         batches = self.make_batches()
@@ -322,6 +322,7 @@ class Trainer:
             state = runs.load_checkpoint(self.run_dir)
             runs.check_resume_data(self.run_dir, state, fingerprints["data_fingerprint"],
                                    fingerprints["split_fingerprint"])
+            runs.check_resume_precision(self.run_dir, state, cfg.amp, self.precision, str(self.device))
             try:
                 self.model.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
@@ -381,7 +382,7 @@ class Trainer:
                     "best_model": best_state, "best_value": best_value, "best_epoch": best_epoch,
                     "bad_epochs": bad_epochs, "epoch": epoch + 1, "history": history,
                     "sample_generator": self.sample_generator.get_state(), "torch_rng": torch.get_rng_state(),
-                    **fingerprints,
+                    "precision": self.precision, **fingerprints,
                 })
             self.callbacks.on_epoch_end(epoch + 1, record)
             stop = self.callbacks.should_stop() or stop
@@ -389,7 +390,7 @@ class Trainer:
         self.model.load_state_dict(best_state)
         valid, test = self.evaluate("valid"), self.evaluate("test")
         return TrainResult(self.model, valid, test, history, best_epoch, train_seconds,
-                           n_seen / max(train_seconds, 1e-9), "bf16" if self.autocast else "float32")
+                           n_seen / max(train_seconds, 1e-9), self.precision)
 
 
 def _prefetched(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], depth: int,

@@ -57,8 +57,10 @@ def summarise(folder: Path, float32_folder: Path) -> str:
         if len(docs) == 2 and docs["bf16"]["n_seeds"] == docs["float32"]["n_seeds"] == 3:
             bf16, float32 = docs["bf16"]["valid"]["NDCG@10"], docs["float32"]["valid"]["NDCG@10"]
             difference = 100 * (bf16["mean"] - float32["mean"])
+            side = "" if within_spread(bf16, float32) else \
+                (" (bf16 higher: no loss)" if difference > 0 else " (bf16 lower: a loss)")
             verdicts.append(f"- {dataset}: validation NDCG@10 bf16 - float32 = {difference:+.2f} points: "
-                            f"**{'within' if within_spread(bf16, float32) else 'outside'}** the seeds' spread.")
+                            f"**{'within' if within_spread(bf16, float32) else 'outside'}** the seeds' spread{side}.")
     lines += ["", *(verdicts or ["- No dataset has three seeds of both precisions yet."]), "",
               "The ex/s column comes from runs on a shared machine, one thread each, and is no speed measurement: "
               "benchmarks/speed/fusion.md compares the precisions interleaved in one process.", ""]

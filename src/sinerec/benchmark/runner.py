@@ -2,7 +2,9 @@
 
 Resuming: a run whose ``benchmark.json`` exists is finished and is reused; an unfinished run continues from its
 last epoch checkpoint (or starts over when it has none). A finished run with different settings is an error,
-never mixed in.
+never mixed in. ``train.amp`` is compared by the precision it trains in (:func:`sinerec.runtime.resolve_precision`):
+a run that trained in float32 under ``amp = "auto"`` (before ``auto`` meant bf16 on CPUs with bf16 in hardware)
+is reused by ``train.amp = "off"`` and never by a bf16 run.
 
 Peak memory: each run is a fresh Python process (``isolate=True``, the default) and its peak is the kernel's
 high-water mark of that process's resident set (``VmHWM`` in /proc/self/status): interpreter, torch, data,
@@ -83,12 +85,33 @@ def reset_peak_rss() -> bool:
 
 
 # ----------------------------------------------------------------------------------------- one run
-def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without the settings that do not change results."""
+def comparable(config: dict[str, Any], precision: str | None = None) -> dict[str, Any]:
+    """A config dict without the settings that do not change results; with ``precision``, ``train.amp`` is
+    replaced by the precision it trained (or will train) in."""
     out = json.loads(json.dumps(config))
     for key in NOT_RESULT_SETTINGS:
         out.get("train", {}).pop(key, None)
+    if precision is not None:
+        out.setdefault("train", {})["amp"] = precision
     return out
+
+
+def _planned_precision(config: Config) -> str:
+    """The precision a run of ``config`` trains in on this machine."""
+    from sinerec.train import resolve_device
+
+    return runtime.resolve_precision(config.train.amp, resolve_device(config.train.device).type)
+
+
+def _checkpoint_precision(run_dir: Path, train: dict[str, Any]) -> str:
+    """The precision the unfinished run in ``run_dir`` trained in (its checkpoint's; older checkpoints, which
+    did not record it, by the rule of their time)."""
+    from sinerec.storage import load_torch
+    from sinerec.train import resolve_device
+
+    state = load_torch(run_dir / runs.CHECKPOINT)
+    device = train["device"] if train["device"] != "auto" else str(resolve_device("auto"))
+    return state.get("precision") or runtime.legacy_precision(train["amp"], device)
 
 
 def run_one(config: Config, prepared: Prepared, run_dir: Path, log: Log = print) -> dict[str, Any]:
@@ -102,8 +125,14 @@ def run_one(config: Config, prepared: Prepared, run_dir: Path, log: Log = print)
     import torch
 
     t0 = time.perf_counter()
-    resume = (run_dir / runs.CHECKPOINT).exists() and (run_dir / runs.CONFIG).exists() and \
-        comparable(json.loads((run_dir / runs.CONFIG).read_text())) == comparable(config.to_dict())
+    resume = False
+    if (run_dir / runs.CHECKPOINT).exists() and (run_dir / runs.CONFIG).exists():
+        saved = load_config(json.loads((run_dir / runs.CONFIG).read_text())).to_dict()
+        if comparable(saved) == comparable(config.to_dict()):
+            resume = True
+        elif comparable(saved, "?") == comparable(config.to_dict(), "?"):  # only train.amp differs
+            trained_in = _checkpoint_precision(run_dir, saved["train"])
+            resume = trained_in == _planned_precision(config)  # the same precision, named another way
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     if resume:
@@ -117,6 +146,7 @@ def run_one(config: Config, prepared: Prepared, run_dir: Path, log: Log = print)
     result, history, cuda = run.result, run.result.history, run.device.type == "cuda"
     return {
         "model": config.model, "seed": config.train.seed, "status": "done", "resumed": resume,
+        "precision": result.precision,
         "valid": result.valid.means, "test": result.test.means,
         "epochs": len(history), "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 3),
@@ -169,10 +199,23 @@ def finished_record(spec: RunSpec, prepared: Prepared) -> dict[str, Any] | None:
     saved = load_config(json.loads((spec.run_dir / runs.CONFIG).read_text())).to_dict()
     same_data = (record["dataset_fingerprint"], record["split_fingerprint"]) == \
         (prepared.data.fingerprint(), prepared.split.fingerprint)
-    if comparable(saved) != comparable(spec.config.to_dict()) or not same_data:
-        raise SinerecError(f"{spec.run_dir} holds a finished run with other settings or data; use another "
-                           "output folder, or delete that run to redo it")
-    return record
+    trained_in = _record_precision(record, saved)
+    planned = _planned_precision(spec.config)
+    if comparable(saved, trained_in) == comparable(spec.config.to_dict(), planned) and same_data:
+        return record
+    if same_data and comparable(saved, "?") == comparable(spec.config.to_dict(), "?"):
+        amp = "off" if trained_in == "float32" else "bf16"
+        raise SinerecError(f"{spec.run_dir} holds a finished run trained in {trained_in}, and train.amp = "
+                           f"{spec.config.train.amp!r} trains in {planned} here; add --set train.amp={amp} to "
+                           "reuse it, or use another output folder")
+    raise SinerecError(f"{spec.run_dir} holds a finished run with other settings or data; use another "
+                       "output folder, or delete that run to redo it")
+
+
+def _record_precision(record: dict[str, Any], saved: dict[str, Any]) -> str:
+    """The precision a finished run trained in: its record's or, for records made before they named it, the
+    rule of their time."""
+    return record.get("precision") or runtime.legacy_precision(saved["train"]["amp"], record.get("device"))
 
 
 def _run_inline(spec: RunSpec, prepared: Prepared) -> dict[str, Any]:

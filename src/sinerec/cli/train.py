@@ -137,7 +137,7 @@ def resume_config(out: Path | None, config_file: str | None, overrides: list[str
 
 def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: DistContext) -> int:
     """The body of ``sinerec train`` on every process (the training job); only rank 0 prints."""
-    from sinerec import runs
+    from sinerec import runs, runtime
     from sinerec.job import train_run
     from sinerec.tracking import make_callbacks
 
@@ -152,7 +152,10 @@ def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
 
     def model_line(start: RunStart) -> None:
         where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
-        say(f"model: {config.model} ({start.n_parameters:,} parameters) on {start.device}{where}")
+        precision = runtime.resolve_precision(config.train.amp, start.device.type)
+        how = "bf16 autocast" if precision == "bf16" else "float32"
+        say(f"model: {config.model} ({start.n_parameters:,} parameters) on {start.device}{where}, {how} "
+            f"(train.amp = {config.train.amp!r})")
 
     callbacks = make_callbacks(args.log_to)
     run = train_run(config, out, resume=args.resume, log=say, dist=ctx, on_prepared=data_line, on_start=model_line,
