@@ -121,50 +121,45 @@ class Killed(BaseException):
     """Stands for a SIGKILL after a checkpoint."""
 
 
-def test_benchmark_continues_an_unfinished_run_only_in_its_own_precision(monkeypatch, tmp_path, prepared):
+def unfinished_float32_run(monkeypatch, run: dict, old_checkpoint: bool) -> list:
+    """Kill the benchmark's run after its first checkpoint (float32 under auto: no bf16 in hardware), with the
+    checkpoint as older versions wrote it (no precision) when ``old_checkpoint``; then record the epochs the
+    trainer trains from now on, with their precision, into the list returned."""
     cpu(monkeypatch, False)
-    two = [*TINY, "train.epochs=2"]
-    run = dict(out_dir=tmp_path, seeds=[0], prepared=prepared, overrides=two, isolate=False, log=lambda line: None)
     save = runs.save_checkpoint
 
     def save_then_die(run_dir, state):
-        save(run_dir, {k: v for k, v in state.items() if k != "precision"})  # as older versions wrote it
+        save(run_dir, {k: v for k, v in state.items() if not (old_checkpoint and k == "precision")})
         raise Killed
 
     monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         run_benchmark(["sine"], **run)
     monkeypatch.setattr(runs, "save_checkpoint", save)
-    cpu(monkeypatch, True)
-    trained = []
+    trained: list = []
     train_epoch = Trainer.train_epoch
     monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, *a, **k: trained.append((epoch, self.precision))
                         or train_epoch(self, epoch, *a, **k))
+    return trained
+
+
+TWO = [*TINY, "train.epochs=2"]
+
+
+def test_benchmark_continues_an_unfinished_run_only_in_its_own_precision(monkeypatch, tmp_path, prepared):
+    run = dict(out_dir=tmp_path, seeds=[0], prepared=prepared, overrides=TWO, isolate=False, log=lambda line: None)
+    trained = unfinished_float32_run(monkeypatch, run, old_checkpoint=True)
+    cpu(monkeypatch, True)
     # train.amp=off names the float32 the run trained in under auto: it continues with epoch 2 only
-    doc = run_benchmark(["sine"], **{**run, "overrides": [*two, "train.amp=off"]}).document
+    doc = run_benchmark(["sine"], **{**run, "overrides": [*TWO, "train.amp=off"]}).document
     assert doc["runs"] and doc["runs"][0].get("error") is None, (doc["failed"], doc.get("pending"))
     assert trained == [(1, "float32")] and doc["runs"][0]["resumed"] and doc["runs"][0]["precision"] == "float32"
 
 
 def test_benchmark_starts_over_an_unfinished_run_of_another_precision(monkeypatch, tmp_path, prepared):
-    cpu(monkeypatch, False)
-    two = [*TINY, "train.epochs=2"]
-    run = dict(out_dir=tmp_path, seeds=[0], prepared=prepared, overrides=two, isolate=False, log=lambda line: None)
-    save = runs.save_checkpoint
-
-    def save_then_die(run_dir, state):
-        save(run_dir, state)
-        raise Killed
-
-    monkeypatch.setattr(runs, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        run_benchmark(["sine"], **run)  # float32 under auto
-    monkeypatch.setattr(runs, "save_checkpoint", save)
-    trained = []
-    train_epoch = Trainer.train_epoch
-    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, *a, **k: trained.append((epoch, self.precision))
-                        or train_epoch(self, epoch, *a, **k))
-    doc = run_benchmark(["sine"], **{**run, "overrides": [*two, "train.amp=bf16"]}).document
+    run = dict(out_dir=tmp_path, seeds=[0], prepared=prepared, overrides=TWO, isolate=False, log=lambda line: None)
+    trained = unfinished_float32_run(monkeypatch, run, old_checkpoint=False)
+    doc = run_benchmark(["sine"], **{**run, "overrides": [*TWO, "train.amp=bf16"]}).document
     assert trained == [(0, "bf16"), (1, "bf16")] and not doc["runs"][0]["resumed"]
 
 
