@@ -4,6 +4,7 @@ inputs (rescore_history on a tiny benchmark, explain_nmi on a tiny SINE run, rep
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -176,3 +177,33 @@ def test_taobao_stages_run_every_stage_on_a_tiny_log_and_resume(tmp_path, monkey
     table = render_readme.taobao_stages().splitlines()
     assert len(table) == 2 + 8 and all(line.startswith("| tiny | ") for line in table[2:])
     assert " events; " in table[3] and "(50 users)" in table[4] and "recall@50" in table[7]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_gpu_session_script_runs_every_step_on_a_cpu_and_packs_what_it_measured(tmp_path):
+    """benchmarks/gpu_session.sh, the one command a lent GPU machine runs, smoke-tested on the CPU (SMOKE=1):
+    every step exits 0 within the budget and the archive holds each step's output."""
+    import subprocess
+    import tarfile
+
+    from conftest import shared_dataset
+
+    data = shared_dataset("ml-1m").parent
+    out = tmp_path / "out"
+    env = {**os.environ, "SMOKE": "1", "OUT": str(out), "DATA": str(data), "PYTHON": sys.executable,
+           "BUDGET": "400", "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["gpu-session.tgz", "steps.txt"]  # the device returns <= 8
+    steps = (out / "steps.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in steps[:-1]] == ["gpu_check", "epoch", "speed", "converged"]
+    assert all(": exit 0 after" in line for line in steps[:-1]), steps
+    with tarfile.open(out / "gpu-session.tgz") as tar:
+        names = set(tar.getnames())
+        check = json.load(tar.extractfile("./gpu_check.json"))
+        epoch = [json.loads(line) for line in tar.extractfile("./epoch-log.jsonl").read().decode().splitlines()]
+    assert {"./env.txt", "./speed/speed.json", "./converged.tgz", "./epoch-metrics.json"} <= names
+    assert check["device"] == "cpu" and check["timed_steps"] == 3 and check["examples_per_second"] > 0
+    assert len(epoch) == 1 and epoch[0]["examples"] == 3 * 64  # one epoch of the smoke's 3 steps of 64
