@@ -204,6 +204,11 @@ def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path, monkey
     assert again["runs"][0]["epochs"] == 2
     assert again["runs"][0]["test"] == straight["runs"][0]["test"]
     assert again["runs"][0]["valid"] == straight["runs"][0]["valid"]
+    # what the table cost counts both sittings' epochs: the killed one's first and this one's second
+    epochs = [json.loads(line)["seconds"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert len(epochs) == 2 and again["runs"][0]["train_seconds"] == pytest.approx(sum(epochs), abs=1e-3)
+    assert again["compute"] == {"runs": 1, "train_seconds": round(again["runs"][0]["train_seconds"], 1)}
+    assert "- compute: 1 finished runs trained for " in (tmp_path / "b" / "results.md").read_text()
 
 
 def test_resumed_benchmark_keeps_the_measured_date_and_wall_time(prepared, tmp_path):

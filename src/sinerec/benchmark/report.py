@@ -120,6 +120,9 @@ def document(head: dict[str, Any], records: dict[str, dict[str, Any]], specs: li
            "failed": [r for r in records.values() if r["status"] != "done"],
            "pending": sorted(names - set(records))}
     doc["versus"] = versus(doc)
+    # the training time of every finished run, all its sittings' epochs (a run resumed across sittings counts
+    # the epochs of each): what the table cost, also when no single invocation ran it from start to end
+    doc["compute"] = {"runs": len(done), "train_seconds": round(sum(r.get("train_seconds") or 0.0 for r in done), 1)}
     return doc
 
 
@@ -286,6 +289,8 @@ def markdown_document(doc: dict[str, Any]) -> str:
              f"- command: `{doc['command']}`" if doc["command"] else "- command: (library call)",
              f"- date: {doc['date']}" + (f"; wall time {format_seconds(doc['wall_seconds'])}"
                                          if "wall_seconds" in doc else ""),
+             *([f"- compute: {c['runs']} finished runs trained for {format_seconds(c['train_seconds'])} in all "
+                "(every sitting's epochs; validation and testing not counted)"] if (c := doc.get("compute")) else []),
              f"- machine: {m.get('cpus')} CPUs ({m.get('cpu_model', 'unknown model')}), {m.get('memory', '?')} "
              f"memory, GPU: {m['gpu']}; torch {m['torch']}, Python {m['python']}, sinerec {m['sinerec']}; "
              f"{doc['isolation']}, {doc['jobs']} at a time",
