@@ -59,7 +59,12 @@ def summarise(args: argparse.Namespace) -> dict:
                          "seconds": doc["train"]["seconds"],
                          "seconds_per_epoch": statistics.median(r["seconds"] for r in log),
                          "examples_per_second": statistics.median(r["examples_per_second"] for r in log),
-                         "dataset": doc["dataset"], "split": doc["protocol"]["fingerprint"]})
+                         "dataset": doc["dataset"], "split": doc["protocol"]["fingerprint"],
+                         "precision": doc["train"].get("precision", "float32")})  # older runs: float32 on a CPU
+    if len({r["precision"] for r in rows}) > 1:  # a table of one precision: never mix reused runs silently
+        raise SystemExit(f"{args.runs}: the runs trained in different precisions "
+                         f"({sorted({(r['variant'], r['seed'], r['precision']) for r in rows})}); rerun some with "
+                         "--set train.amp=off (float32) or train.amp=bf16 into another --runs folder")
     return {"rows": rows, "summary": summarise_rows(rows, args.variants)}
 
 

@@ -87,6 +87,26 @@ def test_reproduce_keeps_the_rows_of_variants_it_did_not_run(monkeypatch, tmp_pa
 
 
 
+def test_reproduce_refuses_a_table_of_runs_in_different_precisions(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import argparse
+
+    import reproduce_sine_ml1m as script
+
+    metrics = {m: 0.1 for m in script.REPORTED}
+    for seed, precision in enumerate(["float32", "bf16", None]):  # None: a run from before runs named it
+        run = tmp_path / f"sine-paper-seed{seed}"
+        run.mkdir()
+        train = {"best_epoch": 1, "seconds": 2.0, **({"precision": precision} if precision else {})}
+        (run / "metrics.json").write_text(json.dumps({"test": metrics, "valid": metrics, "train": train,
+                                                      "dataset": {}, "protocol": {"fingerprint": "f"}}))
+        (run / "log.jsonl").write_text(json.dumps({"seconds": 2.0, "examples_per_second": 5.0}) + "\n")
+    args = argparse.Namespace(runs=str(tmp_path), variants=["paper"], seeds=[0, 2])
+    assert [r["precision"] for r in script.summarise(args)["rows"]] == ["float32", "float32"]
+    with pytest.raises(SystemExit, match=r"different precisions.*\('paper', 1, 'bf16'\).*train.amp=off"):
+        script.summarise(argparse.Namespace(runs=str(tmp_path), variants=["paper"], seeds=[0, 1, 2]))
+
+
 @pytest.mark.slow
 def test_rescore_history_on_a_tiny_benchmark(tmp_path, monkeypatch, capsys):
     from sinerec.benchmark import run_benchmark
