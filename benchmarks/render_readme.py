@@ -117,6 +117,61 @@ def mostpop_mls() -> str:
                       row(["`sinerec train --model mostpop`", *(cell(100 * test[m], None) for m in FOUR)])])
 
 
+#: The converged tables (benchmarks/converged/run.sh), in the order the script runs them: folder, title, metrics.
+CONVERGED = (
+    ("ml1m-loo", "ML-1M, `loo`, history excluded", FOUR),
+    ("beauty-loo", "Amazon Beauty, `loo`, history excluded", FOUR),
+    ("beauty-comirec", "Amazon Beauty, ComiRec's protocol", ("Recall@20", "NDCG@20", "Recall@50", "NDCG@50", "HR@50")),
+    ("ml1m-loo-d64", "ML-1M, `loo`, every neural model at D = 64", FOUR),
+    ("beauty-loo-d64", "Amazon Beauty, `loo`, every neural model at D = 64", FOUR),
+)
+
+
+def converged() -> str:
+    """The converged tables as far as they have run: per table, one row per model with the seeds finished so
+    far, the epochs trained (best), the sort metric against SINE with whether the gap is beyond the seeds'
+    spread, and what has not finished yet (benchmarks/converged/FOLDER/results.json)."""
+    from sinerec.benchmark.report import format_seconds
+
+    parts = []
+    for folder, title, metrics in CONVERGED:
+        path = BENCH / "converged" / folder / "results.json"
+        if not path.exists():
+            parts.append(f"**{title}**: not started yet.")
+            continue
+        doc = json.loads(path.read_text())
+        summary, sort_by, versus = doc["summary"], doc["sort_by"], doc.get("versus") or {}
+        spread = {b["model"]: b["within_spread"] for b in versus.get("beaten_by", {}).get(sort_by, [])}
+        best = {m: max(summary[n]["test"][m]["mean"] for n in doc["ranking"]) for m in metrics}
+        head = ["model", "seeds", *metrics, "epochs (best)", f"{sort_by} vs SINE", "train time / run"]
+        lines = [f"**{title}** (`benchmarks/converged/{folder}/`):", "", row(head),
+                 "|---|" + "---:|" * (len(head) - 1)]
+        for name in doc["ranking"]:
+            s = summary[name]
+            one = s["n_seeds"] == 1  # no spread to show yet
+            cells = [name, str(s["n_seeds"]), *(cell(100 * s["test"][m]["mean"],
+                                                    None if one else 100 * s["test"][m]["std"],
+                                                    bold=s["test"][m]["mean"] == best[m]) for m in metrics)]
+            trained = s["epochs"] and s["epochs"]["mean"]
+            cells.append(f"{s['epochs']['mean']:.0f} ({s['best_epoch']['mean']:.0f})" if trained else "-")
+            rel = (versus.get("relative") or {}).get(name, {}).get(sort_by)
+            note = " (within spread)" if spread.get(name) else ""
+            cells.append("-" if rel is None else f"{100 * rel:+.1f}%{note}")
+            cells.append(format_seconds(s["train_seconds"]["mean"]) if trained else "-")
+            lines.append(row(cells))
+        total = sum(r.get("train_seconds") or 0.0 for r in doc["runs"])
+        n_runs = len(doc["runs"]) + len(doc["pending"]) + len(doc["failed"])
+        seeds_of: dict[str, list[str]] = {}
+        for run_name in doc["pending"]:  # "comirec-sa-seed2" -> comirec-sa: 2
+            model, _, seed = run_name.rpartition("-seed")
+            seeds_of.setdefault(model, []).append(seed)
+        waiting = "; ".join(f"{m} (seed {', '.join(v)})" for m, v in seeds_of.items()) or "none"
+        lines += ["", f"{len(doc['runs'])} of {n_runs} runs finished, trained for {format_seconds(total)} in all "
+                  f"(every sitting's epochs); not finished yet: {waiting}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 #: The configurations of benchmarks/taobao-scale/stages.py in the order they are shown (others follow by name).
 STAGE_ORDER = ("10M-1M", "100M-4M", "taobao-sample")
 
@@ -186,6 +241,7 @@ TABLES: dict[str, Callable[[], str]] = {
                                           ("Recall@20", "NDCG@20", "Recall@50", "NDCG@50", "HR@50")),
     "mostpop-ml-latest-small": mostpop_mls,
     "taobao-stages": taobao_stages,
+    "converged": converged,
 }
 
 

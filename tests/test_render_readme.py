@@ -24,7 +24,7 @@ def test_the_committed_tables_are_what_the_results_files_give(capsys):
 def test_a_changed_cell_is_caught_and_rewritten(tmp_path, capsys):
     r = renderer()
     text = (ROOT / "README.md").read_text()
-    assert text.count("<!-- table:") == 6
+    assert text.count("<!-- table:") == 7
     drifted = tmp_path / "README.md"
     # one second of training time off, as the hand-copied tables drifted
     drifted.write_text(text.replace("| gru4rec | **26.13** ± 0.29", "| gru4rec | **26.14** ± 0.29", 1))
@@ -52,3 +52,34 @@ def test_an_unknown_marker_is_an_error(tmp_path):
     doc.write_text("<!-- table:nope -->\n| a |\n<!-- /table -->\n")
     with pytest.raises(SystemExit, match="nope"):
         renderer().main([str(doc)])
+
+
+def test_converged_tables_show_what_has_finished_and_what_has_not(tmp_path, monkeypatch):
+    import json
+
+    r = renderer()
+    monkeypatch.setattr(r, "BENCH", tmp_path)
+    folder = tmp_path / "converged" / "ml1m-loo"
+    folder.mkdir(parents=True)
+
+    def summary(n, ndcg, sd, epochs, best, seconds):
+        metric = {"mean": ndcg, "std": sd}
+        return {"n_seeds": n, "test": {m: metric for m in r.FOUR}, "epochs": {"mean": epochs},
+                "best_epoch": {"mean": best}, "train_seconds": {"mean": seconds}}
+
+    doc = {"sort_by": "NDCG@10", "ranking": ["sasrec", "sine"],
+           "summary": {"sasrec": summary(1, 0.15, 0.0, 20, 17, 600.0), "sine": summary(3, 0.14, 0.004, 11.0, 8.0, 90)},
+           "versus": {"relative": {"sasrec": {"NDCG@10": 0.15 / 0.14 - 1}},
+                      "beaten_by": {"NDCG@10": [{"model": "sasrec", "relative": 0.0714, "within_spread": True}]}},
+           "runs": [{"train_seconds": 600.0}, *[{"train_seconds": 90.0}] * 3],
+           "pending": ["sasrec-seed1", "sasrec-seed2", "comirec-sa-seed0"], "failed": []}
+    (folder / "results.json").write_text(json.dumps(doc))
+    lines = r.converged().splitlines()
+    assert lines[0] == "**ML-1M, `loo`, history excluded** (`benchmarks/converged/ml1m-loo/`):"
+    # one seed: no spread shown; three: mean ± sample sd; the gap to SINE and whether the seeds can tell it
+    assert ("| sasrec | 1 | **15.00** | **15.00** | **15.00** | **15.00** | 20 (17) | +7.1% (within spread) "
+            "| 10m 00s |") in lines
+    assert "| sine | 3 | 14.00 ± 0.40 | 14.00 ± 0.40 | 14.00 ± 0.40 | 14.00 ± 0.40 | 11 (8) | - | 1m 30s |" in lines
+    assert ("4 of 7 runs finished, trained for 14m 30s in all (every sitting's epochs); not finished yet: "
+            "sasrec (seed 1, 2); comirec-sa (seed 0).") in lines
+    assert "**Amazon Beauty, ComiRec's protocol**: not started yet." in lines
