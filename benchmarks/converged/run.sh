@@ -4,9 +4,11 @@
 # then the same with every neural model at one embedding size (D = 64); each benchmark's runs re-scored with
 # the history ranked, as the papers' official code scores (history.json, benchmarks/rescore_history.py).
 #
-# Long: hours on 2 CPU cores (an ML-1M epoch of all eight trained models is ~16 core-minutes), minutes on a GPU
-# (`DEVICE=cuda bash benchmarks/converged/run.sh`). Resumable across sittings: rerun the same script; finished
-# runs are reused, an unfinished one continues from its last epoch. Commit each folder's results.* (not runs/).
+# Long: hours on 2 CPU cores (an ML-1M epoch of all eight trained models is ~16 core-minutes), much less on a
+# GPU, where the same command trains there (train.device = "auto"; keep DEVICE unset, so that runs made on
+# either machine are one table: `benchmarks/gpu_session.sh` runs it on a lent GPU). Resumable across sittings:
+# rerun the same script; finished runs are reused, an unfinished one continues from its last epoch. Commit
+# each folder's results.* and runs/*/{config,data,metrics,benchmark}.json and log.jsonl (not the weights).
 # Precision: float32 (train.amp=off) for every model, as every earlier table and the papers; bf16 autocast, the
 # default on CPUs with bf16 in hardware since these tables started, was checked for SINE only
 # (benchmarks/speed/bf16-accuracy). AMP=auto (or bf16) trains them in bf16 instead (into other folders: OUT_SUFFIX).
