@@ -62,8 +62,20 @@ def test_config_show_prints_each_setting_with_its_source(capsys, tmp_path):
     assert lines["model_params.dim"][1:] == ["50", "configs/sasrec.toml"]
     assert lines["train.lr"][1:] == ["0.5", "--set"]
     assert lines["train.weight_decay"][1:] == ["0.0", "default"]
+    assert main(["config", "show", "--model", "sasrec", "--set", "train.amp=off"]) == 0
+    assert capsys.readouterr().out.endswith('here: train.device "auto" -> cpu\nhere: train.amp "off" -> float32\n')
     assert main(["config", "show", "--model", "caser", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["model"] == {"value": "caser", "source": "--model"}
     assert main(["config", "show", "--set", "train.lr=x"]) == 2
     assert capsys.readouterr().err.strip() == "sinerec: error: train.lr: expected a number, got 'x'"
+
+
+@pytest.mark.parametrize(("native", "said"), [(True, "bf16 autocast (this CPU computes bf16 in hardware)"),
+                                              (False, "float32")])
+def test_config_show_says_what_auto_precision_is_here(capsys, monkeypatch, native, said):
+    from sinerec import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda: native)
+    assert main(["config", "show", "--model", "sine"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f'here: train.amp "auto" -> {said}'
