@@ -291,3 +291,26 @@ def test_train_reproduces_the_benchmark_row(model, tmp_path):
     assert metrics["protocol"]["fingerprint"] == row["split_fingerprint"]
     assert metrics["valid"] == row["valid"] and metrics["test"] == row["test"]
     assert metrics["test"]["NDCG@10"] > 0
+
+
+@pytest.mark.parametrize(("order", "expected"), [
+    ("seed", ["mostpop-seed0", "sasrec-seed0", "mostpop-seed1", "sasrec-seed1"]),
+    ("model", ["mostpop-seed0", "mostpop-seed1", "sasrec-seed0", "sasrec-seed1"]),
+])
+def test_benchmark_order_chooses_which_runs_go_first(prepared, tmp_path, monkeypatch, order, expected):
+    from sinerec.benchmark import run as bench_run
+
+    queued = []
+    monkeypatch.setattr(bench_run, "run_all", lambda specs, *a, **k: queued.extend(s.run_dir.name for s in specs))
+    doc = run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path, seeds=[0, 1], prepared=prepared, overrides=TINY,
+                        isolate=False, order=order, log=lambda line: None).document
+    assert queued == expected and doc["pending"] == sorted(expected)
+    with pytest.raises(ConfigError, match="order must be 'seed' or 'model', got 'random'"):
+        run_benchmark(["mostpop"], out_dir=tmp_path, prepared=prepared, isolate=False, order="random")
+
+
+def test_cli_benchmark_records_a_chosen_order(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--models", "mostpop", "--seeds", "4", "--quick", "--out", str(out),
+                 "--order", "model"]) == 0
+    assert json.loads((out / "results.json").read_text())["command"].endswith("--quick --order model")

@@ -21,7 +21,10 @@ JOBS=${JOBS:-2}
 DEVICE=${DEVICE:-auto}
 AMP=${AMP:-off}
 SUFFIX=${OUT_SUFFIX:-}
-common=(--seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
+# every seed of a model before the next model (--order model), so that each row is complete with its spread as
+# soon as it appears; SINE first, then what the criteria compare it with (YouTube DNN and MIND), then the rest
+common=(--models mostpop,sine,youtubednn,mind,gru4rec,sasrec,caser,comirec-sa,comirec-dr --order model
+        --seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
         --set "train.amp=\"$AMP\"")
 if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); fi
 beauty=(--set sasrec:model_params.dropout=0.5)

@@ -53,7 +53,7 @@ class BenchmarkResult:
 def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, seeds: Sequence[int] = (0, 1, 2),
                   data: dict[str, Any] | None = None, protocol: str | None = None, overrides: Sequence[str] = (),
                   prepared: Prepared | None = None, jobs: int = 1, threads: int | None = None,
-                  isolate: bool = True, quick: bool = False, sort_by: str = "NDCG@10",
+                  isolate: bool = True, quick: bool = False, sort_by: str = "NDCG@10", order: str = "seed",
                   command: str | None = None, log: Log = logger.info) -> BenchmarkResult:
     """Train every model in ``models`` (default: all registered) once per seed on one dataset and split.
 
@@ -71,6 +71,10 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
         isolate: one fresh process per run (peak memory per run); False trains in this process.
         quick: one short epoch per run (``plan.QUICK``), to smoke-test a command.
         sort_by: test metric (mean over seeds) that orders the table, best first.
+        order: which runs go first: ``"seed"`` (every model with the first seed, then the next seed: the
+            whole table appears early, one seed deep) or ``"model"`` (every seed of a model before the next
+            model: each row is complete, with its spread, as soon as it appears; for long benchmarks that
+            take several sittings).
         command: the command line to record in the results.
         log: receives progress lines.
     Returns:
@@ -82,6 +86,8 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
         raise ConfigError("benchmark: needs at least one model and one seed")
     if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"benchmark: models and seeds must not repeat, got {models} and {seeds}")
+    if order not in ("seed", "model"):
+        raise ConfigError(f"benchmark: order must be 'seed' or 'model', got {order!r}")
     if jobs < 1 or (jobs > 1 and not isolate):
         raise ConfigError(f"benchmark: jobs must be >= 1 (and 1 when not isolated), got {jobs}")
     if threads is None and jobs > 1:
@@ -112,8 +118,9 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
         f"(split {prepared.split.fingerprint}), {len(prepared.split.train):,} training examples")
     data_dir = write_shared_data(out_dir / "data", prepared) if isolate else None
 
-    specs = [RunSpec(m, s, cfg, out_dir / "runs" / run_name(m, s))
-             for s in seeds for m, cfg in (first if s == seeds[0] else configs_for(s)).items()]
+    configs = {s: first if s == seeds[0] else configs_for(s) for s in seeds}
+    pairs = [(m, s) for s in seeds for m in models] if order == "seed" else [(m, s) for m in models for s in seeds]
+    specs = [RunSpec(m, s, configs[s][m], out_dir / "runs" / run_name(m, s)) for m, s in pairs]
     header = report.header(models, seeds, prepared, first, command, sort_by, isolate, jobs)
     records = {s.run_dir.name: r for s in specs if (r := finished_record(s, prepared)) is not None}
     todo = [s for s in specs if s.run_dir.name not in records]

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs when jobs > 1)")
     p.add_argument("--sort-by", default="NDCG@10", help="test metric that orders the table (default NDCG@10)")
+    p.add_argument("--order", choices=["seed", "model"], default="seed",
+                   help="which runs first: every model per seed (default), or every seed per model (complete "
+                        "rows first, for benchmarks that take several sittings)")
     p.add_argument("--quick", action="store_true", help="one short epoch per run: a smoke test, not a measurement")
     p.set_defaults(handler=cmd_benchmark)
 
@@ -61,9 +64,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         command += ["--threads", str(args.threads)]
     if args.sort_by != "NDCG@10":
         command += ["--sort-by", args.sort_by]
+    if args.order != "seed":
+        command += ["--order", args.order]
     result = run_benchmark(models, out_dir=out, seeds=seeds, protocol=args.protocol,
                            overrides=data_overrides(args) + data + args.overrides, jobs=args.jobs, threads=args.threads,
-                           quick=args.quick, sort_by=args.sort_by, command=shlex.join(command))
+                           quick=args.quick, sort_by=args.sort_by, order=args.order, command=shlex.join(command))
     print()
     print(result.table)
     print(f"\nresults in {out}:")
