@@ -314,3 +314,29 @@ def test_cli_benchmark_records_a_chosen_order(tmp_path):
     assert main(["benchmark", "--models", "mostpop", "--seeds", "4", "--quick", "--out", str(out),
                  "--order", "model"]) == 0
     assert json.loads((out / "results.json").read_text())["command"].endswith("--quick --order model")
+
+
+def test_runs_are_also_scored_with_the_history_ranked_as_the_official_code_does(prepared, tmp_path):
+    from sinerec.rescore import rescore
+    from sinerec.runs import load_run
+
+    run = dict(out_dir=tmp_path / "loo", seeds=[0, 1], prepared=prepared, overrides=[*TINY, "train.epochs=1"],
+               isolate=False, log=lambda line: None)
+    doc = run_benchmark(["sasrec"], **run).document
+    for record in doc["runs"]:  # what `sinerec evaluate --set protocol.exclude_history=false` gives, exactly
+        again = rescore(load_run(tmp_path / "loo" / "runs" / f"sasrec-seed{record['seed']}"),
+                        ["protocol.exclude_history=false"], parts=["test"])["test"]
+        assert record["test_history_ranked"] == again
+        assert record["test_history_ranked"]["HR@10"] != record["test"]["HR@10"]  # ranking the history changes it
+    ranked = doc["summary"]["sasrec"]["test_history_ranked"]
+    values = [100 * r["test_history_ranked"]["NDCG@10"] for r in doc["runs"]]
+    assert ranked["n_seeds"] == 2 and 100 * ranked["NDCG@10"]["mean"] == pytest.approx(statistics.mean(values))
+    assert 100 * ranked["NDCG@10"]["std"] == pytest.approx(statistics.stdev(values))
+    table = (tmp_path / "loo" / "results.md").read_text()
+    assert "## Scored as the official code does (history ranked)" in table
+    assert f"| sasrec | 2 | {100 * ranked['HR@10']['mean']:.2f} ± {100 * ranked['HR@10']['std']:.2f} |" in table
+    # a protocol that ranks the history already has nothing to add
+    comirec = Prepared(prepared.data, make_split(prepared.data, ProtocolConfig(name="comirec")), 0.0)
+    doc = run_benchmark(["mostpop"], **{**run, "out_dir": tmp_path / "comirec", "prepared": comirec}).document
+    assert "test_history_ranked" not in doc["runs"][0] and "test_history_ranked" not in doc["summary"]["mostpop"]
+    assert "history ranked" not in (tmp_path / "comirec" / "results.md").read_text()

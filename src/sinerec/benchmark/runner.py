@@ -35,15 +35,19 @@ from sinerec import job, runs, runtime
 from sinerec.benchmark.plan import RunSpec
 from sinerec.config import Config, load_config
 from sinerec.errors import SinerecError
+from sinerec.evaluate import evaluate
 from sinerec.job import RunStart
 from sinerec.pipeline import Prepared, prepare
 from sinerec.storage import write_json
 
-__all__ = ["RECORD", "comparable", "finished_record", "peak_rss_bytes", "reset_peak_rss", "run_all", "run_child",
-           "run_one", "write_shared_data"]
+__all__ = ["HISTORY_RANKED", "RECORD", "comparable", "finished_record", "peak_rss_bytes", "reset_peak_rss",
+           "run_all", "run_child", "run_one", "write_shared_data"]
 
 #: The record of a finished benchmark run, beside its run directory's files.
 RECORD = "benchmark.json"
+#: The record's test metrics with the user's history ranked among the candidates (history not excluded), as
+#: the official code of SINE and its baselines scores; recorded beside ``test`` when the protocol excludes it.
+HISTORY_RANKED = "test_history_ranked"
 #: Settings that do not change a run's result: a finished run is reused even if they differ.
 NOT_RESULT_SETTINGS = ("threads", "progress")
 
@@ -120,7 +124,8 @@ def run_one(config: Config, prepared: Prepared, run_dir: Path, log: Log = print)
 
     An unfinished run with the same settings continues from its checkpoint; anything else in ``run_dir`` is
     removed first. The record holds valid/test metrics (fractions), epochs, training seconds, the median over
-    epochs of examples per second, parameters and, on CUDA, peak device memory; the caller adds peak RSS.
+    epochs of examples per second, parameters and, on CUDA, peak device memory; the caller adds peak RSS. Under
+    a protocol that excludes the history, the test metrics with the history ranked too (:data:`HISTORY_RANKED`).
     """
     import torch
 
@@ -144,10 +149,15 @@ def run_one(config: Config, prepared: Prepared, run_dir: Path, log: Log = print)
 
     run = job.train_run(config, run_dir, resume=resume, log=log, prepared=prepared, on_start=reset_gpu_peak)
     result, history, cuda = run.result, run.result.history, run.device.type == "cuda"
+    ranked = None
+    if prepared.split.protocol.excludes_history:  # the same weights scored as the papers' official code does
+        ranked = evaluate(result.model, prepared.data, prepared.split.test, config.data.max_len, False,
+                          config.eval, run.device).means
     return {
         "model": config.model, "seed": config.train.seed, "status": "done", "resumed": resume,
         "precision": result.precision,
         "valid": result.valid.means, "test": result.test.means,
+        **({HISTORY_RANKED: ranked} if ranked is not None else {}),
         "epochs": len(history), "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 3),
         "seconds_per_epoch": statistics.median(h["seconds"] for h in history) if history else None,
