@@ -127,6 +127,26 @@ CONVERGED = (
 )
 
 
+def _history_ranked_rows(doc: dict[str, Any], paper: bool) -> list[str]:
+    """The models the SINE paper lists, scored with the history ranked as its official code does (each run's
+    ``test_history_ranked``), beside the paper's Table 1 where ``paper`` (ML-1M)."""
+    listed = [m for m in doc["ranking"] if m in PAPER_HR10 and "test_history_ranked" in doc["summary"][m]]
+    if not listed:
+        return []
+    head = ["model", "seeds", *FOUR, *(["paper (Table 1)"] if paper else [])]
+    lines = ["", "Scored as the official code does (history ranked), the models the paper lists:", "", row(head),
+             "|---|" + "---:|" * (len(head) - 1)]
+    for name in listed:
+        s = doc["summary"][name]["test_history_ranked"]
+        one = s["n_seeds"] == 1
+        cells = [name, str(s["n_seeds"]), *(cell(100 * s[m]["mean"], None if one else 100 * s[m]["std"]) for m in FOUR)]
+        if paper:
+            full = {"sine": PAPER_SINE, "sasrec": PAPER_SASREC}.get(name)
+            cells.append(" / ".join(f"{full[m]:.2f}" for m in FOUR) if full else f"HR@10 {PAPER_HR10[name]:.2f}")
+        lines.append(row(cells))
+    return lines
+
+
 def converged() -> str:
     """The converged tables as far as they have run: per table, one row per model with the seeds finished so
     far, the epochs trained (best), the sort metric against SINE with whether the gap is beyond the seeds'
@@ -159,6 +179,7 @@ def converged() -> str:
             cells.append("-" if rel is None else f"{100 * rel:+.1f}%{note}")
             cells.append(format_seconds(s["train_seconds"]["mean"]) if trained else "-")
             lines.append(row(cells))
+        lines += _history_ranked_rows(doc, paper=folder.startswith("ml1m"))
         total = sum(r.get("train_seconds") or 0.0 for r in doc["runs"])
         n_runs = len(doc["runs"]) + len(doc["pending"]) + len(doc["failed"])
         seeds_of: dict[str, list[str]] = {}

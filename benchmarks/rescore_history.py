@@ -6,16 +6,22 @@ default, history excluded from the ranking); the official code ranks them anyway
 run of a benchmark both ways, with the same weights, and writes the means and sample standard deviations over seeds.
 
     python benchmarks/rescore_history.py benchmarks/baselines-ml1m-loo --out benchmarks/baselines-ml1m-loo/history.json
+
+Benchmarks record the history-ranked test metrics of each run themselves now (``test_history_ranked`` in
+``benchmark.json``); ``--fill-records`` adds them to the finished runs recorded before that (it needs their
+weights, so run it where they trained), and the next ``sinerec benchmark`` of the folder tabulates them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
 from sinerec.benchmark.report import mean_std
+from sinerec.benchmark.runner import HISTORY_RANKED, RECORD
 from sinerec.rescore import rescore
 from sinerec.runs import load_run
 from sinerec.storage import write_json
@@ -27,6 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("benchmark", type=Path, help="a sinerec benchmark output folder (with runs/)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--fill-records", action="store_true",
+                        help="also write the history-ranked test metrics into each finished run's benchmark.json "
+                             "that lacks them")
     args = parser.parse_args()
     torch.set_num_threads(1)
     per_model: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -36,6 +45,11 @@ def main() -> None:
         for key, exclude in (("excluded", "true"), ("included", "false")):  # `sinerec evaluate --set ...`
             result = rescore(run, [f"protocol.exclude_history={exclude}"], parts=["test"])["test"]
             entry[key].append({m: result[m] for m in METRICS})
+            record_path = run_dir / RECORD
+            if key == "included" and args.fill_records and record_path.exists():
+                record = json.loads(record_path.read_text())
+                if HISTORY_RANKED not in record and run.config.protocol.excludes_history:
+                    write_json(record_path, {**record, HISTORY_RANKED: result})
         print(run_dir.name, {k: round(100 * v[-1]["HR@10"], 2) for k, v in entry.items()}, flush=True)
     summary = {model: {key: {m: mean_std([r[m] for r in rows]) for m in METRICS} | {"n_seeds": len(rows)}
                        for key, rows in entry.items()}

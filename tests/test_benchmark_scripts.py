@@ -128,6 +128,16 @@ def test_rescore_history_on_a_tiny_benchmark(tmp_path, monkeypatch, capsys):
     assert set(doc["included"]) == {"HR@10", "NDCG@10", "HR@50", "NDCG@50", "n_seeds"}
     assert doc["included"]["n_seeds"] == 2
     assert doc["included"]["HR@10"]["std"] == 0.0  # MostPop: the seeds give the same weights
+    # benchmarks record the history-ranked metrics themselves; --fill-records adds them to older records
+    records = [tmp_path / "bench" / "runs" / f"mostpop-seed{s}" / "benchmark.json" for s in (0, 1)]
+    recorded = json.loads(records[0].read_text())["test_history_ranked"]
+    old = json.loads(records[1].read_text())
+    records[1].write_text(json.dumps({k: v for k, v in old.items() if k != "test_history_ranked"}))
+    assert run_script("rescore_history.py", str(tmp_path / "bench"), "--out", str(out), "--fill-records",
+                      monkeypatch=monkeypatch) == 0
+    assert json.loads(records[1].read_text()) == old  # written back exactly as the benchmark records it
+    assert {m: recorded[m] for m in doc["included"] if m != "n_seeds"} == \
+        {m: doc["included"][m]["mean"] for m in doc["included"] if m != "n_seeds"}
 
 
 @pytest.mark.slow
