@@ -17,6 +17,9 @@
 #   mkdir -p .gpu-data && cp -r ../shared/data/ml-1m ../shared/data/amazon-beauty .gpu-data/   # .gitignore'd
 #   device run: command `bash benchmarks/gpu_session.sh`, carry [".gpu-data"], timeout_s 600
 #
+# ONLY="converged" (names of steps, space-separated) runs those steps alone: a second call of the same session
+# can give all its time to the converged tables.
+#
 # Smoke test on a CPU (every step on tiny budgets; the compile check only with SMOKE_COMPILE=1, a minute more;
 # tests/test_benchmark_scripts.py runs it): SMOKE=1 OUT=/tmp/g DATA=../shared/data bash benchmarks/gpu_session.sh
 set -uo pipefail
@@ -34,6 +37,7 @@ left() { echo $((BUDGET - (SECONDS - START))); }
 
 step() {  # step NAME SECONDS COMMAND...: run COMMAND with a limit (never past the budget), log to $WORK/NAME.log
   local name=$1 limit=$2; shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   local remaining; remaining=$(left)
   [ "$limit" -gt "$remaining" ] && limit=$remaining
   if [ "$limit" -le 5 ]; then echo "$name: skipped (budget spent)" | tee -a "$WORK/steps.txt"; return; fi

@@ -99,7 +99,8 @@ def test_benchmark_in_process_aggregates_seeds(prepared, tmp_path):
     assert all(r["epochs"] == 2 for r in sasrec_runs)
 
     md = (tmp_path / "results.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    main_table = md.split("\n| # |", 1)[1].split("\n\n", 1)[0]  # the results table (others follow it)
+    rows = [line for line in main_table.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[1] for row in rows] == doc["ranking"]
     best = 100 * doc["summary"][doc["ranking"][0]]["test"]["NDCG@10"]["mean"]
     assert f"**{best:.2f}**" in rows[0]

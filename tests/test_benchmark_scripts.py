@@ -237,3 +237,8 @@ def test_gpu_session_script_runs_every_step_on_a_cpu_and_packs_what_it_measured(
     assert {"./env.txt", "./speed/speed.json", "./converged.tgz", "./epoch-metrics.json"} <= names
     assert check["device"] == "cpu" and check["timed_steps"] == 3 and check["examples_per_second"] > 0
     assert len(epoch) == 1 and epoch[0]["examples"] == 3 * 64  # one epoch of the smoke's 3 steps of 64
+    # ONLY names the steps to run (a second call gives its time to the converged tables)
+    only = subprocess.run(["bash", str(BENCHMARKS / "gpu_session.sh")], env={**env, "ONLY": "converged"},
+                          capture_output=True, text=True, timeout=600)
+    assert only.returncode == 0, only.stderr[-2000:]
+    assert [line.split(":")[0] for line in (out / "steps.txt").read_text().splitlines()[:-1]] == ["converged"]
