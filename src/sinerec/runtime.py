@@ -1,4 +1,4 @@
-"""Process-wide defaults that keep sinerec fast on a busy machine: OpenMP's wait policy and torch's threads.
+"""Process-wide defaults that keep sinerec fast on a busy machine: OpenMP wait policy, threads, precision.
 
 PyTorch's CPU build collapses when other work shares the cores (issue 13): its OpenMP threads *spin* at every
 barrier (``OMP_WAIT_POLICY`` unset), burning the time slices that the other processes and this process's own
