@@ -5,8 +5,9 @@ GPU NUMBERS ARE PENDING: this script was written and smoke-tested on a 2-core CP
 
 It runs in a few minutes: data preparation (~10 s), ``--warmup`` untimed steps (CUDA kernels, autotuning,
 ``--compile``), ``--max-steps`` timed training steps of the paper's settings (D 128, L 50, K 4, T 20, full
-softmax over the 3,706 items, bf16 autocast on CUDA unless ``--amp off``, pinned-memory prefetching), then a
-timed full-ranking evaluation of every validation and test user (6,040 each, history excluded).
+softmax over the 3,706 items, bf16 autocast where ``train.amp=auto`` gives it unless ``--amp off``, pinned-memory
+prefetching), then a timed full-ranking evaluation of every validation and test user (6,040 each, history
+excluded).
 
     python benchmarks/gpu_check.py --data-dir ../shared/data/ml-1m                     # CUDA
     python benchmarks/gpu_check.py --data-dir ../shared/data/ml-1m --compile           # + torch.compile
