@@ -210,8 +210,8 @@ def _stage_result(stage: str, r: dict[str, Any], doc: dict[str, Any]) -> str:
         t, v, n = r["train"], r["valid"], r["evaluated"]["valid_queries"]
         cut = f" of {settings['max_steps']} steps" if settings.get("max_steps") else ""
         return (f"{t['epochs']} epoch(s){cut}, {t['examples_per_second']:,.0f} examples/s "
-                f"({t['seconds']:,.0f} s training); valid Recall@50 {v['Recall@50']:.2f} %, "
-                f"NDCG@50 {v['NDCG@50']:.2f} % ({n:,} users)")
+                f"({t['seconds']:,.0f} s training, {t.get('precision', 'float32')}); "
+                f"valid Recall@50 {v['Recall@50']:.2f} %, NDCG@50 {v['NDCG@50']:.2f} % ({n:,} users)")
     if stage == "evaluate":
         test, n = r["result"]["test"], settings["eval_queries"]
         split = doc["stages"].get("prepare", {}).get("summary", {}).get("split", {})
