@@ -6,8 +6,9 @@
 #      an epoch in under 3 seconds (RecBole's published SINE: 15.25 s on a TITAN V);
 #   3. speed.py --device cuda --compile: examples/s and the fraction of the measured GEMM peak, every model;
 #   4. the converged tables (benchmarks/converged/run.sh, float32, on the GPU) for whatever time is left; their
-#      per-run files (settings, logs, metrics; no weights) come back as one archive, to unpack over the
-#      repository (`tar xzf converged.tgz`): the tables resume from them on any machine.
+#      per-run files (settings, logs, metrics; no weights) come back as converged.tgz inside the archive; merge
+#      the runs it finished with `python benchmarks/converged/merge.py converged.tgz` (never over runs finished
+#      here), and the tables resume from them on any machine.
 #
 # Each step has its own time limit and writes into a work folder as it goes, so a step that fails or runs out
 # of time loses only itself; at the end everything is packed into $OUT/gpu-session.tgz (the device returns at

@@ -34,7 +34,7 @@ def run_script(name: str, *args: str, monkeypatch) -> int:
 
 def test_every_script_is_covered():
     # a new script joins the --help smoke test below; this list makes adding one a visible decision
-    assert SCRIPTS == ["explain_nmi.py", "gpu_check.py", "index_factory.py", "render_readme.py",
+    assert SCRIPTS == ["converged/merge.py", "explain_nmi.py", "gpu_check.py", "index_factory.py", "render_readme.py",
                       "reproduce_sine_ml1m.py", "rescore_history.py", "scaling.py", "serve_load.py",
                       "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
                       "speed/bf16-accuracy/summarise.py", "speed/contention.py", "speed/fusion.py",
@@ -245,3 +245,42 @@ def test_gpu_session_script_runs_every_step_on_a_cpu_and_packs_what_it_measured(
                           capture_output=True, text=True, timeout=600)
     assert only.returncode == 0, only.stderr[-2000:]
     assert [line.split(":")[0] for line in (out / "steps.txt").read_text().splitlines()[:-1]] == ["converged"]
+
+
+def test_converged_merge_copies_only_what_another_machine_finished(tmp_path, monkeypatch, capsys):
+    import tarfile
+
+    def run(root: Path, name: str, finished: bool, tag: str) -> None:
+        folder = root / "ml1m-loo" / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(tag)
+        (folder.parent / f"{name}.log").write_text(f"log {tag}")
+        if finished:
+            (folder / "benchmark.json").write_text(json.dumps({"tag": tag}))
+        else:
+            (folder / "checkpoint.pt").write_text("weights")
+
+    gpu = tmp_path / "gpu" / "benchmarks" / "converged"  # as gpu_session.sh packs it
+    run(gpu, "sine-seed0", True, "gpu")  # finished here too: kept
+    run(gpu, "sine-seed1", True, "gpu")  # unfinished here: replaced
+    run(gpu, "mind-seed0", True, "gpu")  # not here at all: copied
+    run(gpu, "mind-seed1", False, "gpu")  # unfinished there: ignored
+    here = tmp_path / "here"
+    run(here, "sine-seed0", True, "cpu")
+    run(here, "sine-seed1", False, "cpu")
+    archive = tmp_path / "converged.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "gpu" / "benchmarks", arcname="benchmarks")
+    assert run_script("converged/merge.py", str(archive), "--into", str(here), "--dry-run",
+                      monkeypatch=monkeypatch) == 0
+    assert "would copy 2 finished run(s)" in capsys.readouterr().out
+    assert not (here / "ml1m-loo" / "runs" / "mind-seed0").exists()
+    assert run_script("converged/merge.py", str(archive), "--into", str(here), monkeypatch=monkeypatch) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["  ml1m-loo/runs/mind-seed0", "  ml1m-loo/runs/sine-seed1"]
+    runs = here / "ml1m-loo" / "runs"
+    assert json.loads((runs / "sine-seed0" / "benchmark.json").read_text()) == {"tag": "cpu"}
+    assert json.loads((runs / "sine-seed1" / "benchmark.json").read_text()) == {"tag": "gpu"}
+    assert not (runs / "sine-seed1" / "checkpoint.pt").exists()  # the unfinished run is gone, not mixed in
+    assert (runs / "sine-seed1.log").read_text() == "log gpu" and (runs / "mind-seed0" / "config.json").exists()
+    assert not (runs / "mind-seed1").exists()
+    assert run_script("converged/merge.py", str(tmp_path / "nothing"), monkeypatch=monkeypatch) == 2
