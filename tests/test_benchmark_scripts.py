@@ -209,7 +209,7 @@ def test_taobao_stages_run_every_stage_on_a_tiny_log_and_resume(tmp_path, monkey
     assert " events; " in table[3] and "(50 users)" in table[4] and "recall@50" in table[7]
     from sinerec import runtime  # the train row names the precision it trained in (auto: this machine's)
 
-    assert f" s training, {runtime.resolve_precision('auto', 'cpu')}); " in table[4]
+    assert f" s training, {runtime.resolve_precision('auto', 'cpu', True)}); " in table[4]
 
 
 @pytest.mark.slow

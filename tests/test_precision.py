@@ -44,13 +44,23 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path, extra, native):
     assert runtime.native_bf16(tmp_path / "missing") is False  # not Linux: no claim of hardware bf16
 
 
-@pytest.mark.parametrize(("amp", "device", "native", "expected"), [
-    ("auto", "cpu", True, "bf16"), ("auto", "cpu", False, "float32"), ("auto", "cuda", False, "bf16"),
-    ("off", "cpu", True, "float32"), ("off", "cuda", True, "float32"), ("bf16", "cpu", False, "bf16"),
+@pytest.mark.parametrize(("amp", "device", "native", "model_gains", "expected"), [
+    ("auto", "cpu", True, True, "bf16"), ("auto", "cpu", False, True, "float32"),
+    ("auto", "cpu", True, False, "float32"),  # a model not measured to gain from it
+    ("auto", "cuda", False, False, "bf16"), ("off", "cpu", True, True, "float32"),
+    ("off", "cuda", True, True, "float32"),
+    ("bf16", "cpu", False, False, "bf16"),
 ])
-def test_auto_trains_in_bf16_where_the_hardware_has_it(monkeypatch, amp, device, native, expected):
+def test_auto_trains_in_bf16_where_the_hardware_has_it_and_the_model_gains(monkeypatch, amp, device, native,
+                                                                          model_gains, expected):
     cpu(monkeypatch, native)
-    assert resolve_precision(amp, device) == expected
+    assert resolve_precision(amp, device, model_gains) == expected
+
+
+def test_only_sine_is_flagged_to_train_in_bf16_on_a_cpu_by_default():
+    from sinerec.models import MODELS, model_class
+
+    assert [name for name in MODELS if model_class(name).cpu_bf16] == ["sine"]
 
 
 def test_runs_before_the_rule_changed_read_auto_as_bf16_on_cuda_only():
@@ -163,14 +173,18 @@ def test_benchmark_starts_over_an_unfinished_run_of_another_precision(monkeypatc
     assert trained == [(0, "bf16"), (1, "bf16")] and not doc["runs"][0]["resumed"]
 
 
-@pytest.mark.parametrize(("native", "amp", "said"), [(True, "auto", "bf16 autocast (train.amp = 'auto')"),
-                                                      (True, "off", "float32 (train.amp = 'off')"),
-                                                      (False, "auto", "float32 (train.amp = 'auto')")])
-def test_sinerec_train_says_the_precision_it_trains_in(monkeypatch, tmp_path, capsys, native, amp, said):
+@pytest.mark.parametrize(("model", "native", "amp", "said"), [
+    ("sine", True, "auto", "bf16 autocast (train.amp = 'auto')"), ("sine", True, "off", "float32 (train.amp = 'off')"),
+    ("sine", False, "auto", "float32 (train.amp = 'auto')"), ("sasrec", True, "auto", "float32 (train.amp = 'auto')"),
+])
+def test_sinerec_train_says_the_precision_it_trains_in(monkeypatch, tmp_path, capsys, model, native, amp, said):
+    import re
+
     from sinerec.cli import main
 
     cpu(monkeypatch, native)
-    assert main(["train", "--model", "mostpop", "--out", str(tmp_path / "run"), "--set", f"train.amp={amp}"]) == 0
-    assert f"model: mostpop (0 parameters) on cpu, {said}\n" in capsys.readouterr().out
+    assert main(["train", "--model", model, "--out", str(tmp_path / "run"), "--set", f"train.amp={amp}",
+                 "--epochs", "1", "--set", "train.max_steps_per_epoch=1", "--set", "train.threads=1"]) == 0
+    assert re.search(rf"model: {model} \([\d,]+ parameters\) on cpu, {re.escape(said)}\n", capsys.readouterr().out)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]["precision"] == \
         ("bf16" if said.startswith("bf16") else "float32")

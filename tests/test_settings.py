@@ -71,11 +71,12 @@ def test_config_show_prints_each_setting_with_its_source(capsys, tmp_path):
     assert capsys.readouterr().err.strip() == "sinerec: error: train.lr: expected a number, got 'x'"
 
 
-@pytest.mark.parametrize(("native", "said"), [(True, "bf16 autocast (this CPU computes bf16 in hardware)"),
-                                              (False, "float32")])
-def test_config_show_says_what_auto_precision_is_here(capsys, monkeypatch, native, said):
+@pytest.mark.parametrize(("model", "native", "said"), [
+    ("sine", True, "bf16 autocast (this CPU computes bf16 in hardware, and it pays for sine)"),
+    ("sine", False, "float32"), ("sasrec", True, "float32")])
+def test_config_show_says_what_auto_precision_is_here(capsys, monkeypatch, model, native, said):
     from sinerec import runtime
 
     monkeypatch.setattr(runtime, "native_bf16", lambda: native)
-    assert main(["config", "show", "--model", "sine"]) == 0
+    assert main(["config", "show", "--model", model]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f'here: train.amp "auto" -> {said}'

@@ -11,7 +11,7 @@ Variants of sinerec's own process settings:
 - ``old``: OpenMP's and torch's defaults (``SINEREC_PROCESS_DEFAULTS=0``: spinning waits, all cores);
 - ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` with torch's default thread count;
 - ``new``: sinerec's defaults (``sinerec.runtime``: passive waits, threads = the usable CPUs; ``train.amp =
-  "auto"``: bf16 autocast on CPUs with bf16 in hardware, float32 elsewhere);
+  "auto"``: bf16 autocast for SINE on CPUs with bf16 in hardware, float32 elsewhere);
 - ``new-float32``: sinerec's defaults in float32 (``--set train.amp=off``);
 - ``new-bf16``: sinerec's defaults in bf16 autocast (``--set train.amp=bf16``).
 

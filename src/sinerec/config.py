@@ -97,7 +97,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None: the usable CPUs, sinerec.runtime)
     max_steps_per_epoch: int | None = None  # cap an epoch (quick runs, tests)
     progress: bool = True
-    amp: str = "auto"  # auto (bf16 autocast on CUDA and on CPUs with bf16 in hardware) | bf16 | off
+    amp: str = "auto"  # auto (bf16 on CUDA; on CPUs with bf16 in hardware for models that gain) | bf16 | off
     compile: bool = False  # torch.compile the training loss (model + loss) module
     prefetch: int | None = None  # batches a background thread prepares ahead (None: 2 on CUDA, 0 on CPU)
     # adam (dense, fused) | lazy-adam (sparse item tables, row-wise Adam: sinerec.optim; sampled softmax only)

@@ -17,9 +17,9 @@ thread gives up a share.
 
 ``SINEREC_PROCESS_DEFAULTS=0`` keeps OpenMP's and torch's own defaults (e.g. to measure them).
 
-Precision (:func:`resolve_precision`): ``train.amp = "auto"`` trains under bf16 autocast on CUDA and where this
-CPU computes bfloat16 products in hardware (:func:`native_bf16`: x86's AVX512-BF16 or AMX-BF16), in float32
-elsewhere.
+Precision (:func:`resolve_precision`): ``train.amp = "auto"`` trains under bf16 autocast on CUDA, and where this
+CPU computes bfloat16 products in hardware (:func:`native_bf16`: x86's AVX512-BF16 or AMX-BF16) for the models
+measured to gain from it (SINE); in float32 elsewhere.
 """
 
 from __future__ import annotations
@@ -70,17 +70,22 @@ def native_bf16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
     return False
 
 
-def resolve_precision(amp: str, device_type: str) -> str:
+def resolve_precision(amp: str, device_type: str, cpu_bf16: bool) -> str:
     """What ``train.amp`` trains in on a device of ``device_type`` (``"cpu"``, ``"cuda"``): ``"bf16"``
-    (autocast) or ``"float32"``.
+    (autocast) or ``"float32"``; ``cpu_bf16`` is the model's flag (``SequentialRecommender.cpu_bf16``).
 
-    ``auto`` is bf16 on CUDA and on CPUs that compute bf16 products in hardware (:func:`native_bf16`), float32
-    elsewhere. On such a CPU (2 cores, AVX512-BF16) bf16 autocast trained SINE 1.5-1.7x faster than float32
-    (2.1x with ``train.compile``) and left its validation NDCG@10 within the seeds' spread on ML-1M and above
-    float32's on Amazon Beauty (benchmarks/speed/bf16-accuracy). Parameters, optimiser state, evaluation,
-    export and serving stay float32 in every case.
+    ``auto`` is bf16 on CUDA, and on a CPU that computes bf16 products in hardware (:func:`native_bf16`) for the
+    models whose flag says bf16 pays there; float32 elsewhere. SINE's does: on such a CPU (2 cores,
+    AVX512-BF16) bf16 autocast trained it 1.14x faster than float32 at its shipped batch of 128 and 1.5-1.7x at
+    2048 (2.1x with ``train.compile``), kept more of its rate next to other busy jobs, and left its validation
+    NDCG@10 within the seeds' spread on ML-1M and above float32's on Amazon Beauty
+    (benchmarks/speed/bf16-accuracy). At batch 128 SASRec, MIND and ComiRec-DR ran slower in bf16
+    (benchmarks/speed/batch-128) and no baseline's accuracy was checked, so theirs does not. Parameters,
+    optimiser state, evaluation, export and serving stay float32 in every case.
     """
-    if amp == "bf16" or (amp == "auto" and (device_type == "cuda" or (device_type == "cpu" and native_bf16()))):
+    if amp == "bf16":
+        return "bf16"
+    if amp == "auto" and (device_type == "cuda" or (device_type == "cpu" and cpu_bf16 and native_bf16())):
         return "bf16"
     return "float32"
 

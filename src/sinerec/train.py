@@ -138,7 +138,7 @@ class Trainer:
         # the same seed on every rank: all ranks draw the same negatives at every step
         self.sample_generator = torch.Generator().manual_seed(config.train.seed + 1)
         self.sampler = self._make_sampler()
-        self.precision = runtime.resolve_precision(config.train.amp, self.device.type)
+        self.precision = runtime.resolve_precision(config.train.amp, self.device.type, self.model.cpu_bf16)
         self.autocast = self.precision == "bf16"
         prefetch = config.train.prefetch
         self.prefetch = prefetch if prefetch is not None else (2 if self.device.type == "cuda" else 0)

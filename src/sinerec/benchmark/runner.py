@@ -2,9 +2,10 @@
 
 Resuming: a run whose ``benchmark.json`` exists is finished and is reused; an unfinished run continues from its
 last epoch checkpoint (or starts over when it has none). A finished run with different settings is an error,
-never mixed in. ``train.amp`` is compared by the precision it trains in (:func:`sinerec.runtime.resolve_precision`):
-a run that trained in float32 under ``amp = "auto"`` (before ``auto`` meant bf16 on CPUs with bf16 in hardware)
-is reused by ``train.amp = "off"`` and never by a bf16 run.
+never mixed in. ``train.amp`` is compared by the precision it trains in
+(:func:`sinerec.runtime.resolve_precision`): a run that trained in float32 under ``amp = "auto"`` (before
+``auto`` meant bf16 for SINE on CPUs with bf16 in hardware) is reused by ``train.amp = "off"`` and never by a
+bf16 run.
 
 Peak memory: each run is a fresh Python process (``isolate=True``, the default) and its peak is the kernel's
 high-water mark of that process's resident set (``VmHWM`` in /proc/self/status): interpreter, torch, data,
@@ -102,9 +103,11 @@ def comparable(config: dict[str, Any], precision: str | None = None) -> dict[str
 
 def _planned_precision(config: Config) -> str:
     """The precision a run of ``config`` trains in on this machine."""
+    from sinerec.models import model_class
     from sinerec.train import resolve_device
 
-    return runtime.resolve_precision(config.train.amp, resolve_device(config.train.device).type)
+    return runtime.resolve_precision(config.train.amp, resolve_device(config.train.device).type,
+                                     model_class(config.model).cpu_bf16)
 
 
 def _checkpoint_precision(run_dir: Path, train: dict[str, Any]) -> str:

@@ -52,13 +52,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 def format_here(config: Any) -> str:
     """What the settings that depend on the machine resolve to on this one (device, precision)."""
     from sinerec import runtime
+    from sinerec.models import model_class
     from sinerec.train import resolve_device
 
     train = config.train
     device = resolve_device(train.device)
-    precision = runtime.resolve_precision(train.amp, device.type)
-    why = {"cuda": " (CUDA)", "cpu": " (this CPU computes bf16 in hardware)"}.get(device.type, "") \
-        if train.amp == "auto" and precision == "bf16" else ""
+    cpu_bf16 = model_class(config.model).cpu_bf16
+    precision = runtime.resolve_precision(train.amp, device.type, cpu_bf16)
+    why = {"cuda": " (CUDA)", "cpu": f" (this CPU computes bf16 in hardware, and it pays for {config.model})"}.get(
+        device.type, "") if train.amp == "auto" and precision == "bf16" else ""
     how = f"bf16 autocast{why}" if precision == "bf16" else "float32"
     return "\n".join([f"here: train.device {json.dumps(train.device)} -> {device}",
                       f"here: train.amp {json.dumps(train.amp)} -> {how}"])

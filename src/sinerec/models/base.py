@@ -41,6 +41,10 @@ class SequentialRecommender(nn.Module):
     multi_vector_retrieval: bool = False
     #: Whether the model is fitted by counting (MostPop) rather than by gradient descent.
     trainable: bool = True
+    #: Whether ``train.amp = "auto"`` trains it under bf16 autocast on a CPU that computes bf16 in hardware
+    #: (``sinerec.runtime.resolve_precision``): only where that was measured faster than float32 at the shipped
+    #: batch size and as accurate on validation over three seeds. On CUDA ``auto`` is bf16 for every model.
+    cpu_bf16: bool = False
 
     def __init__(self, num_items: int) -> None:
         super().__init__()

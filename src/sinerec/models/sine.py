@@ -149,6 +149,9 @@ class SINE(SequentialRecommender):
     interest-diversity term (weight ``diversity_weight``, 0 by default).
     """
 
+    #: bf16 autocast pays on CPUs with hardware bf16 and keeps validation accuracy (runtime.resolve_precision)
+    cpu_bf16 = True
+
     multi_vector_retrieval = False
 
     def __init__(self, num_items: int, max_len: int, config: SINEConfig) -> None:
