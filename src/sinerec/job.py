@@ -42,6 +42,7 @@ class RunStart:
     n_parameters: int
     device: torch.device
     dist: DistContext
+    precision: str = "float32"  # what train.amp resolved to for this model here ("bf16" autocast or "float32")
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _train(config: Config, run_dir: Path, prepared: Prepared, resume: bool, log:
                       callbacks=callbacks)
     n_parameters = sum(p.numel() for p in trainer.model.parameters())
     if on_start is not None:
-        on_start(RunStart(run_dir, n_parameters, trainer.device, ctx))
+        on_start(RunStart(run_dir, n_parameters, trainer.device, ctx, trainer.precision))
     result = trainer.fit(resume=resume)
     document = runs.metrics_document(config, prepared, result, processes=ctx.world_size)
     if ctx.is_main:

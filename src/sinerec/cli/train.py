@@ -137,9 +137,8 @@ def resume_config(out: Path | None, config_file: str | None, overrides: list[str
 
 def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: DistContext) -> int:
     """The body of ``sinerec train`` on every process (the training job); only rank 0 prints."""
-    from sinerec import runs, runtime
+    from sinerec import runs
     from sinerec.job import train_run
-    from sinerec.models import model_class
     from sinerec.tracking import make_callbacks
 
     say = (lambda *a: None) if args.quiet or not ctx.is_main else print
@@ -153,8 +152,7 @@ def train_body(args: argparse.Namespace, config: Config, out: Path | None, ctx: 
 
     def model_line(start: RunStart) -> None:
         where = f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else ""
-        precision = runtime.resolve_precision(config.train.amp, start.device.type, model_class(config.model).cpu_bf16)
-        how = "bf16 autocast" if precision == "bf16" else "float32"
+        how = "bf16 autocast" if start.precision == "bf16" else "float32"
         say(f"model: {config.model} ({start.n_parameters:,} parameters) on {start.device}{where}, {how} "
             f"(train.amp = {config.train.amp!r})")
 
