@@ -138,6 +138,18 @@ def test_rescore_history_on_a_tiny_benchmark(tmp_path, monkeypatch, capsys):
     assert json.loads(records[1].read_text()) == old  # written back exactly as the benchmark records it
     assert {m: recorded[m] for m in doc["included"] if m != "n_seeds"} == \
         {m: doc["included"][m]["mean"] for m in doc["included"] if m != "n_seeds"}
+    # a run finished in an earlier sitting has only its committed records here: its record stands in for the
+    # weights (the same numbers); one without the history-ranked metrics is left out, by name
+    (records[0].parent / "model.pt").unlink()
+    assert run_script("rescore_history.py", str(tmp_path / "bench"), "--out", str(out), monkeypatch=monkeypatch) == 0
+    from_record = json.loads(out.read_text())
+    assert from_record["summary"] == json.loads(json.dumps({"mostpop": doc})) and from_record["left_out"] == []
+    first = json.loads(records[0].read_text())
+    records[0].write_text(json.dumps({k: v for k, v in first.items() if k != "test_history_ranked"}))
+    assert run_script("rescore_history.py", str(tmp_path / "bench"), "--out", str(out), monkeypatch=monkeypatch) == 0
+    partial = json.loads(out.read_text())
+    assert partial["left_out"] == ["mostpop-seed0"] and partial["summary"]["mostpop"]["included"]["n_seeds"] == 1
+    assert "mostpop-seed0: left out (no model.pt here" in capsys.readouterr().out
 
 
 @pytest.mark.slow
