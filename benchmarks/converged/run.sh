@@ -7,7 +7,8 @@
 # Long: hours on 2 CPU cores (an ML-1M epoch of all eight trained models is ~16 core-minutes), much less on a
 # GPU, where the same command trains there (train.device = "auto"; keep DEVICE unset, so that runs made on
 # either machine are one table: `benchmarks/gpu_session.sh` runs it on a lent GPU). Resumable across sittings:
-# rerun the same script; finished runs are reused, an unfinished one continues from its last epoch. Commit
+# rerun the same script; finished runs are reused, an unfinished one continues from its last epoch if its
+# checkpoint is still on disk (the same checkout; checkpoints are not committed) and starts over if not. Commit
 # each folder's results.* and runs/*/{config,data,metrics,benchmark}.json and log.jsonl (not the weights).
 # Precision: float32 (train.amp=off) for every model, as every earlier table and the papers; bf16 autocast, the
 # default on CPUs with bf16 in hardware since these tables started, was checked for SINE only
