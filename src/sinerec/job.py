@@ -42,7 +42,7 @@ class RunStart:
     n_parameters: int
     device: torch.device
     dist: DistContext
-    precision: str = "float32"  # what train.amp resolved to for this model here ("bf16" autocast or "float32")
+    precision: str  # what train.amp resolved to for this model here: "bf16" (autocast) or "float32"
 
 
 @dataclass
