@@ -13,6 +13,8 @@
 # Precision: float32 (train.amp=off) for every model, as every earlier table and the papers; bf16 autocast, the
 # default on CPUs with bf16 in hardware since these tables started, was checked for SINE only
 # (benchmarks/speed/bf16-accuracy). AMP=auto (or bf16) trains them in bf16 instead (into other folders: OUT_SUFFIX).
+# TABLES picks tables by folder name (default all five, in the order below), e.g. TABLES=beauty-loo; two
+# invocations on different tables can run side by side (JOBS=1 each on two cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -22,6 +24,7 @@ JOBS=${JOBS:-2}
 DEVICE=${DEVICE:-auto}
 AMP=${AMP:-off}
 SUFFIX=${OUT_SUFFIX:-}
+TABLES=${TABLES:-ml1m-loo beauty-loo beauty-comirec ml1m-loo-d64 beauty-loo-d64}
 # every seed of a model before the next model (--order model), so that each row is complete with its spread as
 # soon as it appears; SINE first, then what the issue's criteria compare it with (YouTube DNN and MIND), then the rest
 common=(--models mostpop,sine,youtubednn,mind,gru4rec,sasrec,caser,comirec-sa,comirec-dr --order model
@@ -33,7 +36,8 @@ comirec=(--protocol comirec --set data.min_item_count=5 --set data.min_user_coun
 same_size=(--set sine:model_params.dim=64 --set sasrec:model_params.dim=64 --set gru4rec:model_params.dim=64
            --set caser:model_params.dim=64 --set youtubednn:model_params.dim=64)
 
-run() {  # run OUT ARGS...: one benchmark, then its history-ranked re-scoring
+run() {  # run OUT ARGS...: one benchmark, then its history-ranked re-scoring (if OUT is one of TABLES)
+  case " ${TABLES//,/ } " in *" $1 "*) ;; *) return 0 ;; esac
   local out=$1$SUFFIX; shift
   # shellcheck disable=SC2086
   $SINEREC benchmark "$@" "${common[@]}" --out "benchmarks/converged/$out"
