@@ -34,7 +34,8 @@ def run_script(name: str, *args: str, monkeypatch) -> int:
 
 def test_every_script_is_covered():
     # a new script joins the --help smoke test below; this list makes adding one a visible decision
-    assert SCRIPTS == ["converged/merge.py", "explain_nmi.py", "gpu_check.py", "index_factory.py", "render_readme.py",
+    assert SCRIPTS == ["converged/interest_readouts.py", "converged/merge.py", "explain_nmi.py", "gpu_check.py",
+                       "index_factory.py", "render_readme.py",
                       "reproduce_sine_ml1m.py", "rescore_history.py", "scaling.py", "serve_load.py",
                       "serve_workers.py", "sine-variants/summarise.py", "sparse_accuracy.py", "sparse_scaling.py",
                       "speed/bf16-accuracy/summarise.py", "speed/contention.py", "speed/fusion.py",
@@ -178,6 +179,42 @@ def test_explain_nmi_on_a_tiny_sine_run(tmp_path, monkeypatch, capsys):
     assert by_count["n_items"] == len(keep)
     expected = item_nmi(nearest[keep], [run.data.item_categories[1:][i] for i in keep])
     assert by_count["value"] == pytest.approx(round(expected, 4), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_interest_readouts_on_a_tiny_mind_run(tmp_path, monkeypatch, capsys):
+    log = planted_concepts(n_users=40, n_items=30, n_concepts=3, length=9, seed=3)
+    run_dir = train_run(tmp_path / "mind", ['model="mind"', "data.max_len=6", "model_params.dim=8",
+                                            "model_params.num_interests=3", "train.epochs=2", "train.lr=0.01"], log)
+    out = tmp_path / "readouts.json"
+    assert run_script("converged/interest_readouts.py", str(run_dir), "--out", str(out), "--draws", "1",
+                      monkeypatch=monkeypatch) == 0
+    doc = json.loads(out.read_text())
+    r = doc["runs"][str(run_dir)]
+    assert list(r) == ["max", "mean", "interest 0", "interest 1", "interest 2", "best interest per user",
+                       "max, routing draw 0"]
+    # "max" is the model's own retrieval: the evaluator's valid metrics of the run, recomputed here
+    from sinerec.rescore import rescore
+    from sinerec.runs import load_run
+
+    own = rescore(load_run(run_dir), parts=["valid"])["valid"]
+    assert r["max"] == {m: pytest.approx(own[m], abs=1e-12) for m in ("NDCG@10", "HR@10")}
+    # the per-user best interest, chosen with the target, is at least every single interest and "max"
+    for m in ("NDCG@10", "HR@10"):
+        best = r["best interest per user"][m]
+        assert all(best >= r[f"interest {k}"][m] - 1e-12 for k in range(3)) and best >= r["max"][m] - 1e-12
+    assert doc["summary"]["max"]["NDCG@10"] == {"mean": pytest.approx(r["max"]["NDCG@10"]), "std": 0.0}
+    assert "| best interest per user |" in capsys.readouterr().out
+    # the routing draws were scored on a copy: the run's own retrieval is unchanged afterwards
+    assert run_script("converged/interest_readouts.py", str(run_dir), "--out", str(out), "--draws", "0",
+                      monkeypatch=monkeypatch) == 0
+    assert json.loads(out.read_text())["runs"][str(run_dir)]["max"] == r["max"]
+    # a one-vector model has no interests to read out: a clear exit, no traceback
+    one = train_run(tmp_path / "ytb", ['model="youtubednn"', "data.max_len=6", "model_params.dim=8"], log)
+    script = BENCHMARKS / "converged" / "interest_readouts.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(one), "--out", str(out)])
+    with pytest.raises(SystemExit, match="youtubednn retrieves with one vector"):
+        runpy.run_path(str(script), run_name="__main__")
 
 
 @pytest.mark.slow

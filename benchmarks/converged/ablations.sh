@@ -21,3 +21,9 @@ if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); 
 
 $SINEREC benchmark --models mind --set mind:model_params.num_interests=1 "${common[@]}" \
   --dataset ml-1m --data-dir "$DATA/ml-1m" --protocol loo --out benchmarks/converged/ml1m-loo-mind-k1
+
+runs=benchmarks/converged/ml1m-loo/runs
+if [ -f $runs/mind-seed0/model.pt ] && [ -f $runs/mind-seed1/model.pt ] && [ -f $runs/mind-seed2/model.pt ]; then
+  "${PYTHON:-.venv/bin/python}" benchmarks/converged/interest_readouts.py $runs/mind-seed0 $runs/mind-seed1 \
+    $runs/mind-seed2 --out benchmarks/converged/ml1m-loo-mind-readouts.json
+fi
