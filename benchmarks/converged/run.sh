@@ -24,7 +24,11 @@ JOBS=${JOBS:-2}
 DEVICE=${DEVICE:-auto}
 AMP=${AMP:-off}
 SUFFIX=${OUT_SUFFIX:-}
-TABLES=${TABLES:-ml1m-loo beauty-loo beauty-comirec ml1m-loo-d64 beauty-loo-d64}
+ALL_TABLES="ml1m-loo beauty-loo beauty-comirec ml1m-loo-d64 beauty-loo-d64"
+TABLES=${TABLES:-$ALL_TABLES}
+for table in ${TABLES//,/ }; do
+  case " $ALL_TABLES " in *" $table "*) ;; *) echo "run.sh: TABLES: unknown table '$table'; choose from: $ALL_TABLES" >&2; exit 2 ;; esac
+done
 # every seed of a model before the next model (--order model), so that each row is complete with its spread as
 # soon as it appears; SINE first, then what the criteria compare it with (YouTube DNN and MIND), then the rest
 common=(--models mostpop,sine,youtubednn,mind,gru4rec,sasrec,caser,comirec-sa,comirec-dr --order model
