@@ -80,16 +80,15 @@ def readouts(run_dir: Path, part: str, draws: int) -> dict[str, dict[str, float]
     def score(pick: Callable[[torch.Tensor], torch.Tensor]) -> Any:
         return evaluate(Readout(model, pick), run.data, queries, run.config.data.max_len, exclude, run.config.eval)
 
-    out: dict[str, dict[str, float]] = {}
-    whole = score(lambda v: v)
-    out["max"] = {m: whole.means[m] for m in METRICS}
-    out["mean"] = {m: score(lambda v: v.mean(1, keepdim=True)).means[m] for m in METRICS}
+    def means(result: Any) -> dict[str, float]:
+        return {m: result.means[m] for m in METRICS}
+
+    out = {"max": means(score(lambda v: v)), "mean": means(score(lambda v: v.mean(1, keepdim=True)))}
     singles = []
-    num_interests = getattr(model.config, "num_interests", None) or 1
-    for k in range(num_interests):
+    for k in range(model.config.num_interests):  # every multi-vector model (MIND, ComiRec) has K
         result = score(lambda v, k=k: v[:, k:k + 1])
         singles.append(result.per_query)
-        out[f"interest {k}"] = {m: result.means[m] for m in METRICS}
+        out[f"interest {k}"] = means(result)
     out["best interest per user"] = {m: float(np.max([s[m] for s in singles], axis=0).mean()) for m in METRICS}
     if hasattr(model, "eval_routing_logits"):
         kept = model.eval_routing_logits.clone()
@@ -97,7 +96,7 @@ def readouts(run_dir: Path, part: str, draws: int) -> dict[str, dict[str, float]
             generator = torch.Generator().manual_seed(1000 + draw)
             fresh = torch.randn(kept.shape, generator=generator) * model.config.routing_logits_std
             model.eval_routing_logits.copy_(fresh)
-            out[f"max, routing draw {draw}"] = {m: score(lambda v: v).means[m] for m in METRICS}
+            out[f"max, routing draw {draw}"] = means(score(lambda v: v))
         model.eval_routing_logits.copy_(kept)
     return out
 
@@ -118,7 +117,8 @@ def main() -> None:
     command = "python " + " ".join(["benchmarks/converged/interest_readouts.py", *sys.argv[1:]])
     date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     data = sorted({fingerprints(run) for run in args.runs})
-    write_json(args.out, {"part": args.part, "command": command, "date": date, "machine": machine(),
+    host = machine()
+    write_json(args.out, {"part": args.part, "command": command, "date": date, "machine": host,
                           "data": data, "runs": per_run, "summary": summary})
     lines = [f"| readout ({args.part}, {len(per_run)} runs) | NDCG@10 | HR@10 |", "|---|---:|---:|"]
     for name in names:
@@ -128,9 +128,10 @@ def main() -> None:
     print(table)
     atomic_write_text(args.out.with_suffix(".md"), "\n\n".join([
         f"# Interest readouts: {', '.join(str(run) for run in args.runs)}",
-        f"`{command}`; {'; '.join(data)}; {date}, {machine().get('cpu_model', 'cpu')}. Metrics in %, mean ± "
+        f"`{command}`; {'; '.join(data)}; {date}, {host.get('cpu_model', 'cpu')}. Metrics in %, mean ± "
         "sample standard deviation over the runs; readouts as in the script's docstring.",
         table]) + "\n")
+
 
 if __name__ == "__main__":
     main()
