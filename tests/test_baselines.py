@@ -12,6 +12,7 @@ Tiny odd sizes so that a transposed dimension fails loudly: B = 3, T = 7, D = 13
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -305,6 +306,52 @@ def test_mind_routing_passes_gradients_through_the_last_iteration_only() -> None
     assert not torch.allclose(through_all, by_hand, rtol=1e-3, atol=1e-5)
 
 
+def _comirec_dr_gradient(stop: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(sum of ComiRec-DR's capsules)/dW from the model, and the same by hand: the routing weights of the
+    first iterations computed without gradients, then one differentiable last iteration (the authors' code)."""
+    from sinerec.models.ops import squash
+
+    model = build("comirec-dr", stop_routing_gradient=stop)
+    history = histories()
+    model(history).interests.sum().backward()
+    from_model = model.bilinear.grad.clone()
+    model.zero_grad()
+    real = (history != 0).unsqueeze(1).float()  # (B, 1, T)
+    maps = model.bilinear[model.max_len - LENGTH:]
+    predictions = torch.einsum("tkoi,bti->bkto", maps, model.item_embedding(history))  # (B, K, T, D)
+    logits = torch.zeros(predictions.shape[:3])
+    with torch.no_grad():
+        for _ in range(model.config.routing_iterations - 1):
+            capsules = squash(torch.einsum("bkt,bktd->bkd", torch.softmax(logits, 1) * real, predictions))
+            logits = logits + torch.einsum("bktd,bkd->bkt", predictions, capsules)
+    squash(torch.einsum("bkt,bktd->bkd", torch.softmax(logits, 1) * real, predictions)).sum().backward()
+    return from_model, model.bilinear.grad
+
+
+def test_comirec_dr_stop_routing_gradient_passes_gradients_through_the_last_iteration_only() -> None:
+    from_model, by_hand = _comirec_dr_gradient(stop=True)
+    torch.testing.assert_close(from_model, by_hand, rtol=1e-6, atol=1e-7)
+    through_all, by_hand = _comirec_dr_gradient(stop=False)
+    assert not torch.allclose(through_all, by_hand, rtol=1e-3, atol=1e-5)
+    # the forward pass is the same either way: only the gradient differs
+    history = histories()
+    stopped, flowing = build("comirec-dr", stop_routing_gradient=True), build("comirec-dr", stop_routing_gradient=False)
+    torch.testing.assert_close(stopped(history).interests, flowing(history).interests, rtol=0, atol=0)
+
+
+def test_comirec_dr_learned_scale_scales_the_capsules_and_learns() -> None:
+    plain, scaled = build("comirec-dr"), build("comirec-dr", learned_scale=True)
+    assert not hasattr(plain, "log_scale")
+    with torch.no_grad():
+        scaled.log_scale.fill_(math.log(3.0))
+    history = histories()
+    # the same weights (same seed) and capsules times exp(a) = 3: a common scale, so retrieval ranks the same
+    torch.testing.assert_close(scaled(history).interests, 3 * plain(history).interests)
+    target = torch.tensor([4, 11, 26])
+    scaled(history, target).user.sum().backward()
+    assert scaled.log_scale.grad is not None and scaled.log_scale.grad != 0
+
+
 # --- multi-interest retrieval: max over interests == per-interest top-k merged, deduplicated ---------------
 
 
@@ -404,6 +451,8 @@ def test_library_multi_interest_ranking_breaks_ties_like_the_merge() -> None:
         ("sasrec", "num_heads", 2),  # does not divide dim 13
         ("mind", "label_attention_power", 1.5),
         ("comirec-sa", "num_interests", True),
+        ("comirec-dr", "stop_routing_gradient", "yes"),
+        ("comirec-dr", "learned_scale", 1),
     ],
 )
 def test_bad_settings_name_field_and_value(name: str, field: str, value: Any) -> None:

@@ -182,6 +182,16 @@ def test_explain_nmi_on_a_tiny_sine_run(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
+def test_interest_readouts_pairwise_cosine_by_hand():
+    import torch
+
+    pairwise_cosine = runpy.run_path(str(BENCHMARKS / "converged" / "interest_readouts.py"))["pairwise_cosine"]
+    interests = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]],  # pairs: 1, 0, 0
+                              [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]],  # three copies of one direction: 1
+                              [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]])  # pairs: -1, 0, 0
+    torch.testing.assert_close(pairwise_cosine(interests), torch.tensor([1 / 3, 1.0, -1 / 3]))
+
+
 def test_interest_readouts_on_a_tiny_mind_run(tmp_path, monkeypatch, capsys):
     log = planted_concepts(n_users=40, n_items=30, n_concepts=3, length=9, seed=3)
     run_dir = train_run(tmp_path / "mind", ['model="mind"', "data.max_len=6", "model_params.dim=8",
@@ -192,7 +202,7 @@ def test_interest_readouts_on_a_tiny_mind_run(tmp_path, monkeypatch, capsys):
     doc = json.loads(out.read_text())
     r = doc["runs"][str(run_dir)]
     assert list(r) == ["max", "mean", "interest 0", "interest 1", "interest 2", "best interest per user",
-                       "max, routing draw 0"]
+                       "max, unit item vectors", "max, routing draw 0"]
     # "max" is the model's own retrieval: the evaluator's valid metrics of the run, recomputed here
     from sinerec.rescore import rescore
     from sinerec.runs import load_run
@@ -204,14 +214,40 @@ def test_interest_readouts_on_a_tiny_mind_run(tmp_path, monkeypatch, capsys):
         best = r["best interest per user"][m]
         assert all(best >= r[f"interest {k}"][m] - 1e-12 for k in range(3)) and best >= r["max"][m] - 1e-12
     assert doc["summary"]["max"]["NDCG@10"] == {"mean": pytest.approx(r["max"]["NDCG@10"]), "std": 0.0}
+    stats = doc["statistics"]
+    cosine = stats["interest_cosine"]
+    assert -1 <= cosine["runs"][str(run_dir)] == cosine["mean"] <= 1 and cosine["std"] == 0.0
+    assert all(0 <= stats[k]["mean"] <= 1 for k in ("head_share_retrieved", "head_share_targets"))
+    # the item vectors' norm, recomputed from the run
+    from sinerec.runs import load_run as load
+
+    run = load(run_dir)
+    table = run.model.item_embeddings().detach()[1:]
+    assert stats["item_norm"]["mean"] == pytest.approx(float(table.norm(dim=1).mean()))
+    # the targets' share of the head by hand: the 2 most frequent of the 30 items (5 %, rounded)
+    from sinerec.data.splits import make_split
+
+    counts = np.bincount(run.data.items, minlength=31)[1:]
+    head = set((1 + np.argsort(-counts, kind="stable")[:2]).tolist())
+    targets = make_split(run.data, run.config.protocol).valid.targets
+    assert stats["head_share_targets"]["mean"] == pytest.approx(np.mean([t in head for t in targets]))
     assert "| best interest per user |" in capsys.readouterr().out
     # the routing draws were scored on a copy: the run's own retrieval is unchanged afterwards
     assert run_script("converged/interest_readouts.py", str(run_dir), "--out", str(out), "--draws", "0",
                       monkeypatch=monkeypatch) == 0
     assert json.loads(out.read_text())["runs"][str(run_dir)]["max"] == r["max"]
+    # other metrics on request; one the protocol does not measure is a clear exit
+    assert run_script("converged/interest_readouts.py", str(run_dir), "--out", str(out), "--draws", "0",
+                      "--metrics", "HR@20", monkeypatch=monkeypatch) == 0
+    again = json.loads(out.read_text())["runs"][str(run_dir)]
+    assert again["max"] == {"HR@20": pytest.approx(own["HR@20"], abs=1e-12)}
+    assert "| readout (valid, 1 runs) | HR@20 |" in capsys.readouterr().out
+    script = BENCHMARKS / "converged" / "interest_readouts.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(run_dir), "--out", str(out), "--metrics", "NDCG@7"])
+    with pytest.raises(SystemExit, match="NDCG@7 not measured"):
+        runpy.run_path(str(script), run_name="__main__")
     # a one-vector model has no interests to read out: a clear exit, no traceback
     one = train_run(tmp_path / "ytb", ['model="youtubednn"', "data.max_len=6", "model_params.dim=8"], log)
-    script = BENCHMARKS / "converged" / "interest_readouts.py"
     monkeypatch.setattr(sys, "argv", [str(script), str(one), "--out", str(out)])
     with pytest.raises(SystemExit, match="youtubednn retrieves with one vector"):
         runpy.run_path(str(script), run_name="__main__")

@@ -14,7 +14,10 @@
 # default on CPUs with bf16 in hardware since these tables started, was checked for SINE only
 # (benchmarks/speed/bf16-accuracy). AMP=auto (or bf16) trains them in bf16 instead (into other folders: OUT_SUFFIX).
 # TABLES picks tables by folder name (default all five, in the order below), e.g. TABLES=beauty-loo; two
-# invocations on different tables can run side by side (JOBS=1 each on two cores).
+# invocations on different tables can run side by side (JOBS=1 each on two cores). MODELS reorders the models (a
+# comma list; default below): e.g. the two ComiRec models first, to settle the criterion that compares them. An
+# invocation's results.* list the models it was given; rerunning with the default list reuses every finished run
+# and writes the whole table again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -31,7 +34,8 @@ for table in ${TABLES//,/ }; do
 done
 # every seed of a model before the next model (--order model), so that each row is complete with its spread as
 # soon as it appears; SINE first, then what the issue's criteria compare it with (YouTube DNN and MIND), then the rest
-common=(--models mostpop,sine,youtubednn,mind,gru4rec,sasrec,caser,comirec-sa,comirec-dr --order model
+MODELS=${MODELS:-mostpop,sine,youtubednn,mind,gru4rec,sasrec,caser,comirec-sa,comirec-dr}
+common=(--models "$MODELS" --order model
         --seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
         --set "train.amp=\"$AMP\"")
 if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); fi
