@@ -208,7 +208,7 @@ def test_unfinished_run_continues_from_its_checkpoint(prepared, tmp_path, monkey
     # what the table cost counts both sittings' epochs: the killed one's first and this one's second
     epochs = [json.loads(line)["seconds"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert len(epochs) == 2 and again["runs"][0]["train_seconds"] == pytest.approx(sum(epochs), abs=1e-3)
-    assert again["compute"] == {"runs": 1, "train_seconds": round(again["runs"][0]["train_seconds"], 1)}
+    assert again["compute"] == {"runs": 1, "reused": 0, "train_seconds": round(again["runs"][0]["train_seconds"], 1)}
     assert "- compute: 1 finished runs trained for " in (tmp_path / "b" / "results.md").read_text()
 
 
@@ -221,6 +221,46 @@ def test_resumed_benchmark_keeps_the_measured_date_and_wall_time(prepared, tmp_p
     again = run_benchmark(["mostpop"], **run).document  # every run reused: only the tables are written again
     assert again["date"] == "2020-01-02 03:04 UTC" and 1000.0 <= again["wall_seconds"] < 1060.0
     assert "2020-01-02 03:04 UTC; wall time 16m 4" in (tmp_path / "results.md").read_text()
+
+
+def test_reuse_copies_only_runs_with_the_same_settings(prepared, tmp_path, monkeypatch):
+    """--reuse: a run another benchmark finished with the very same settings and data is copied in, trained by
+    nobody, with its record and metrics; a run of the same name with other settings is trained here instead."""
+    quiet = dict(seeds=[0], prepared=prepared, isolate=False, log=lambda line: None)
+    first = run_benchmark(["sasrec", "comirec-sa"], out_dir=tmp_path / "main", overrides=TINY, **quiet).document
+    (tmp_path / "main" / "runs" / "sasrec-seed0" / "checkpoint.pt").write_bytes(b"not copied")
+    trained = []
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, *a, **k: trained.append(type(self.model).__name__)
+                        or TRAIN_EPOCH(self, epoch, *a, **k))
+    smaller = [*TINY, "sasrec:model_params.dim=12"]  # SASRec differs, ComiRec-SA is the same run
+    # a half-trained run of the shared model is replaced by the finished copy
+    (tmp_path / "d12" / "runs" / "comirec-sa-seed0").mkdir(parents=True)
+    (tmp_path / "d12" / "runs" / "comirec-sa-seed0" / "log.jsonl").write_text("{}\n")
+    lines = []
+    doc = run_benchmark(["sasrec", "comirec-sa"], out_dir=tmp_path / "d12", overrides=smaller, reuse=[tmp_path / "main"],
+                        **{**quiet, "log": lines.append}).document
+    assert trained == ["SASRec", "SASRec"]  # two epochs of SASRec at D = 12, none of ComiRec-SA
+    source = tmp_path / "main" / "runs" / "comirec-sa-seed0"
+    copied = {r["model"]: r for r in doc["runs"]}["comirec-sa"]
+    assert copied["reused_from"] == str(source) and "reused_from" not in {r["model"]: r for r in doc["runs"]}["sasrec"]
+    assert copied["test"] == {r["model"]: r for r in first["runs"]}["comirec-sa"]["test"]
+    target = tmp_path / "d12" / "runs" / "comirec-sa-seed0"
+    assert (target / "log.jsonl").read_text() == (source / "log.jsonl").read_text()
+    assert (target / "model.pt").exists() and not (target / "checkpoint.pt").exists()
+    assert json.loads((target / "benchmark.json").read_text())["reused_from"] == str(source)
+    assert doc["compute"]["runs"] == 1 and doc["compute"]["reused"] == 1
+    sasrec = {r["model"]: r for r in doc["runs"]}["sasrec"]
+    assert doc["compute"]["train_seconds"] == round(sasrec["train_seconds"], 1)  # the copy cost nothing here
+    assert any("1 finished runs with the same settings and data copied from" in line and "comirec-sa-seed0" in line
+               for line in lines)
+    assert "1 more copied from another benchmark" in (tmp_path / "d12" / "results.md").read_text()
+    # rerun: the copy is now a finished run of this folder, nothing is trained or copied again
+    trained.clear()
+    again = run_benchmark(["sasrec", "comirec-sa"], out_dir=tmp_path / "d12", overrides=smaller,
+                          reuse=[tmp_path / "main"], **quiet).document
+    assert trained == [] and again["summary"] == doc["summary"]
+    with pytest.raises(ConfigError, match="not a benchmark folder"):
+        run_benchmark(["mostpop"], out_dir=tmp_path / "x", reuse=[tmp_path / "nowhere"], **quiet)
 
 
 def _summary(hr10, hr10_std, ndcg10, ndcg10_std):

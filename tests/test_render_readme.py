@@ -89,3 +89,9 @@ def test_converged_tables_show_what_has_finished_and_what_has_not(tmp_path, monk
     assert ("4 of 7 runs finished, trained for 14m 30s in all (every sitting's epochs); not finished yet: "
             "sasrec (seed 1, 2); comirec-sa (seed 0).") in lines
     assert "**Amazon Beauty, ComiRec's protocol**: not started yet." in lines
+    # runs copied from another table (--reuse) are counted as finished but not as time spent on this table
+    doc["runs"][1:3] = [{"train_seconds": 90.0, "reused_from": "benchmarks/converged/beauty-loo/runs/sine-seed0"}] * 2
+    (folder / "results.json").write_text(json.dumps(doc))
+    assert ("4 of 7 runs finished (2 of them the same runs as in `beauty-loo`, copied), trained for 11m 30s in all "
+            "(every sitting's epochs); not finished yet: sasrec (seed 1, 2); comirec-sa (seed 0).") in \
+        r.converged().splitlines()

@@ -56,5 +56,8 @@ run() {  # run OUT ARGS...: one benchmark, then its history-ranked re-scoring (i
 run ml1m-loo --dataset ml-1m --data-dir "$DATA/ml-1m" --protocol loo
 run beauty-loo --dataset amazon-beauty --data-dir "$DATA/amazon-beauty" --protocol loo "${beauty[@]}"
 run beauty-comirec --dataset amazon-beauty --data-dir "$DATA/amazon-beauty" "${comirec[@]}" "${beauty[@]}"
-run ml1m-loo-d64 --dataset ml-1m --data-dir "$DATA/ml-1m" --protocol loo "${same_size[@]}"
-run beauty-loo-d64 --dataset amazon-beauty --data-dir "$DATA/amazon-beauty" --protocol loo "${beauty[@]}" "${same_size[@]}"
+# the models already at D = 64 (MIND, ComiRec-SA/DR) and MostPop are the same runs as in the main tables: copied
+run ml1m-loo-d64 --dataset ml-1m --data-dir "$DATA/ml-1m" --protocol loo "${same_size[@]}" \
+  --reuse "benchmarks/converged/ml1m-loo$SUFFIX"
+run beauty-loo-d64 --dataset amazon-beauty --data-dir "$DATA/amazon-beauty" --protocol loo "${beauty[@]}" \
+  "${same_size[@]}" --reuse "benchmarks/converged/beauty-loo$SUFFIX"

@@ -125,8 +125,11 @@ def document(head: dict[str, Any], records: dict[str, dict[str, Any]], specs: li
            "pending": sorted(names - set(records))}
     doc["versus"] = versus(doc)
     # the training time of every finished run, all its sittings' epochs (a run resumed across sittings counts
-    # the epochs of each): what the table cost, also when no single invocation ran it from start to end
-    doc["compute"] = {"runs": len(done), "train_seconds": round(sum(r.get("train_seconds") or 0.0 for r in done), 1)}
+    # the epochs of each): what the table cost, also when no single invocation ran it from start to end, where
+    # the epochs of each); a run copied from another benchmark (``reused_from``) cost nothing here
+    trained = [r for r in done if not r.get("reused_from")]
+    doc["compute"] = {"runs": len(trained), "reused": len(done) - len(trained),
+                      "train_seconds": round(sum(r.get("train_seconds") or 0.0 for r in trained), 1)}
     return doc
 
 
@@ -316,7 +319,9 @@ def markdown_document(doc: dict[str, Any]) -> str:
              f"- date: {doc['date']}" + (f"; wall time {format_seconds(doc['wall_seconds'])}"
                                          if "wall_seconds" in doc else ""),
              *([f"- compute: {c['runs']} finished runs trained for {format_seconds(c['train_seconds'])} in all "
-                "(every sitting's epochs; validation and testing not counted)"] if (c := doc.get("compute")) else []),
+                "(every sitting's epochs; validation and testing not counted)"
+                + (f"; {c['reused']} more copied from another benchmark with the same settings (`reused_from`)"
+                   if c.get("reused") else "")] if (c := doc.get("compute")) else []),
              f"- machine: {m.get('cpus')} CPUs ({m.get('cpu_model', 'unknown model')}), {m.get('memory', '?')} "
              f"memory, GPU: {m['gpu']}; torch {m['torch']}, Python {m['python']}, sinerec {m['sinerec']}; "
              f"{doc['isolation']}, {doc['jobs']} at a time",

@@ -26,7 +26,7 @@ from typing import Any
 
 from sinerec.benchmark import report
 from sinerec.benchmark.plan import RunSpec, check_same_data, model_config, run_name
-from sinerec.benchmark.runner import finished_record, run_all, write_shared_data
+from sinerec.benchmark.runner import copy_finished, finished_record, run_all, write_shared_data
 from sinerec.config import Config
 from sinerec.errors import ConfigError
 from sinerec.models import MODELS
@@ -54,7 +54,8 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
                   data: dict[str, Any] | None = None, protocol: str | None = None, overrides: Sequence[str] = (),
                   prepared: Prepared | None = None, jobs: int = 1, threads: int | None = None,
                   isolate: bool = True, quick: bool = False, sort_by: str = "NDCG@10", order: str = "seed",
-                  command: str | None = None, log: Log = logger.info) -> BenchmarkResult:
+                  reuse: Sequence[str | Path] = (), command: str | None = None,
+                  log: Log = logger.info) -> BenchmarkResult:
     """Train every model in ``models`` (default: all registered) once per seed on one dataset and split.
 
     Args:
@@ -75,6 +76,9 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
             whole table appears early, one seed deep) or ``"model"`` (every seed of a model before the next
             model: each row is complete, with its spread, as soon as it appears; for long benchmarks that
             take several sittings).
+        reuse: output folders of other benchmarks; a run not finished here that one of them finished with the
+            very same settings, data and split is copied in (its record says ``reused_from``) instead of being
+            trained again, e.g. the runs a same-embedding-size table shares with the main table.
         command: the command line to record in the results.
         log: receives progress lines.
     Returns:
@@ -123,9 +127,23 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
     specs = [RunSpec(m, s, configs[s][m], out_dir / "runs" / run_name(m, s)) for m, s in pairs]
     header = report.header(models, seeds, prepared, first, command, sort_by, isolate, jobs)
     records = {s.run_dir.name: r for s in specs if (r := finished_record(s, prepared)) is not None}
-    todo = [s for s in specs if s.run_dir.name not in records]
     if records:
         log(f"{len(records)} of {len(specs)} runs already finished in {out_dir / 'runs'}: reused")
+    sources = [Path(p) for p in reuse]
+    for source in sources:
+        if not (source / "runs").is_dir():
+            raise ConfigError(f"benchmark: reuse: {source} is not a benchmark folder (it has no runs/)")
+    copied = []
+    for spec in specs if sources else []:
+        if spec.run_dir.name not in records:
+            record = copy_finished(spec, prepared, sources, log=logger.debug)
+            if record is not None:
+                records[spec.run_dir.name] = record
+                copied.append(spec.run_dir.name)
+    if copied:
+        log(f"{len(copied)} finished runs with the same settings and data copied from "
+            f"{', '.join(map(str, sources))}: {', '.join(copied)}")
+    todo = [s for s in specs if s.run_dir.name not in records]
     earlier = 0.0
     if records and (before := _earlier_results(out_dir / "results.json", header)) is not None:
         earlier = float(before.get("wall_seconds", 0.0))

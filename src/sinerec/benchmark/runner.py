@@ -1,7 +1,9 @@
 """Running a benchmark's runs: child processes (``--jobs``), peak memory, resuming.
 
 Resuming: a run whose ``benchmark.json`` exists is finished and is reused; an unfinished run continues from its
-last epoch checkpoint (or starts over when it has none). A finished run with different settings is an error,
+last epoch checkpoint (or starts over when it has none). A finished run of another benchmark folder with the very
+same settings and data can be copied in instead of trained again (:func:`copy_finished`, ``--reuse``: the runs a
+same-embedding-size table shares with the main one). A finished run with different settings is an error,
 never mixed in. ``train.amp`` is compared by the precision it trains in
 (:func:`sinerec.runtime.resolve_precision`): a run that trained in float32 under ``amp = "auto"`` (before
 ``auto`` meant bf16 for SINE on CPUs with bf16 in hardware) is reused by ``train.amp = "off"`` and never by a
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,8 @@ from sinerec.job import RunStart
 from sinerec.pipeline import Prepared, prepare
 from sinerec.storage import write_json
 
-__all__ = ["HISTORY_RANKED", "RECORD", "comparable", "finished_record", "peak_rss_bytes", "reset_peak_rss",
-           "run_all", "run_child", "run_one", "write_shared_data"]
+__all__ = ["HISTORY_RANKED", "RECORD", "comparable", "copy_finished", "finished_record", "peak_rss_bytes",
+           "reset_peak_rss", "run_all", "run_child", "run_one", "write_shared_data"]
 
 #: The record of a finished benchmark run, beside its run directory's files.
 RECORD = "benchmark.json"
@@ -223,6 +225,40 @@ def finished_record(spec: RunSpec, prepared: Prepared) -> dict[str, Any] | None:
                            "reuse it, or use another output folder")
     raise SinerecError(f"{spec.run_dir} holds a finished run with other settings or data; use another "
                        "output folder, or delete that run to redo it")
+
+
+def copy_finished(spec: RunSpec, prepared: Prepared, sources: Sequence[Path], log: Log | None = None
+                  ) -> dict[str, Any] | None:
+    """Copy a finished run of ``spec`` from another benchmark folder in ``sources`` (each ``OUT`` of an earlier
+    benchmark; its ``runs/MODEL-seedS``) into ``spec.run_dir``; its record, with ``reused_from``, or None.
+
+    Only a run with the same settings (:func:`comparable`, precision included) on the same data and split is
+    copied; one with other settings is passed over, never mixed in. The copy replaces an unfinished run of
+    ``spec`` (same settings, so the finished one is what it would have become) and leaves out the checkpoint."""
+    for source in sources:
+        candidate = Path(source) / "runs" / spec.run_dir.name
+        if candidate.resolve() == spec.run_dir.resolve() or not (candidate / RECORD).exists():
+            continue
+        try:
+            record = finished_record(RunSpec(spec.model, spec.seed, spec.config, candidate), prepared)
+        except SinerecError as e:  # other settings or data: not this run
+            if log is not None:
+                log(f"not reused: {e}")
+            continue
+        if record is None or record.get("status") != "done":
+            continue
+        spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = spec.run_dir.with_name(spec.run_dir.name + ".copying")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(candidate, staging, ignore=shutil.ignore_patterns(runs.CHECKPOINT, runs.LOCK))
+        record = {**record, "reused_from": str(candidate)}
+        write_json(staging / RECORD, record)
+        shutil.rmtree(spec.run_dir, ignore_errors=True)
+        staging.rename(spec.run_dir)  # the run appears whole or not at all
+        if (candidate_log := candidate.with_name(candidate.name + ".log")).exists():
+            shutil.copyfile(candidate_log, spec.log_path)
+        return record
+    return None
 
 
 def _record_precision(record: dict[str, Any], saved: dict[str, Any]) -> str:

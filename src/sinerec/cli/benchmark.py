@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--order", choices=["seed", "model"], default="seed",
                    help="which runs first: every model per seed (default), or every seed per model (complete "
                         "rows first, for benchmarks that take several sittings)")
+    p.add_argument("--reuse", action="append", default=[], metavar="OUT",
+                   help="another benchmark's output folder: a run it finished with the very same settings and "
+                        "data is copied in instead of trained again (repeatable)")
     p.add_argument("--quick", action="store_true", help="one short epoch per run: a smoke test, not a measurement")
     p.set_defaults(handler=cmd_benchmark)
 
@@ -66,9 +69,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         command += ["--sort-by", args.sort_by]
     if args.order != "seed":
         command += ["--order", args.order]
+    command += [x for r in args.reuse for x in ("--reuse", r)]
     result = run_benchmark(models, out_dir=out, seeds=seeds, protocol=args.protocol,
                            overrides=data_overrides(args) + data + args.overrides, jobs=args.jobs, threads=args.threads,
-                           quick=args.quick, sort_by=args.sort_by, order=args.order, command=shlex.join(command))
+                           quick=args.quick, sort_by=args.sort_by, order=args.order, reuse=args.reuse,
+                           command=shlex.join(command))
     print()
     print(result.table)
     print(f"\nresults in {out}:")
