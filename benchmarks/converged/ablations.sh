@@ -26,6 +26,12 @@
 # softmax: 1,280 negatives shared by a batch (the code's 10 x batch size 128), drawn by TF's log-uniform sampler
 # over the popularity rank, with the log-Q correction (train.loss = "sampled"), instead of the full softmax.
 #
+# beauty-loo-sine-dropout02, beauty-loo-sine-dropout05: SINE with dropout 0.2 / 0.5 on the history's item
+# embeddings (model_params.dropout; the paper gives none, the default is 0), on Amazon Beauty loo with every
+# setting of converged/beauty-loo. There SINE stops after about 8 epochs (best 5), fitting the sparse data
+# quickly, while SASRec trains with its paper's dropout 0.5 for sparse data and keeps improving for 40 epochs
+# and more: how much of the gap between them is regularisation.
+#
 # ABLATIONS picks some by folder name (default all, in the order below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +45,7 @@ common=(--seeds "$SEEDS" --jobs 1 --set train.epochs=60 --set train.patience=3 -
 if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); fi
 
 ALL="ml1m-loo-mind-k1 beauty-comirec-dr-flow beauty-comirec-dr-scale beauty-comirec-dr-sampled"
+ALL="$ALL beauty-loo-sine-dropout02 beauty-loo-sine-dropout05"
 ABLATIONS=${ABLATIONS:-$ALL}
 for name in ${ABLATIONS//,/ }; do
   case " $ALL " in *" $name "*) ;; *) echo "ablations.sh: ABLATIONS: unknown '$name'; choose from: $ALL" >&2; exit 2 ;; esac
@@ -66,6 +73,14 @@ if wanted beauty-comirec-dr-sampled; then
   $SINEREC benchmark --models comirec-dr --set 'train.loss="sampled"' --set train.num_negatives=1280 \
     --set 'train.sampler="log-uniform"' "${common[@]}" "${comirec[@]}" --out benchmarks/converged/beauty-comirec-dr-sampled
 fi
+
+for rate in 02 05; do
+  if wanted beauty-loo-sine-dropout$rate; then
+    $SINEREC benchmark --models sine --set "sine:model_params.dropout=0.${rate#0}" "${common[@]}" \
+      --dataset amazon-beauty --data-dir "$DATA/amazon-beauty" --protocol loo \
+      --out "benchmarks/converged/beauty-loo-sine-dropout$rate"
+  fi
+done
 
 # the interests of the two ComiRec models of converged/beauty-comirec, and of ComiRec-DR trained by the sampled
 # softmax, read out (diagnosis of ComiRec-DR's Recall@50), where the runs' weights are on disk (the same checkout)
