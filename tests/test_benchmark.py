@@ -237,8 +237,8 @@ def test_reuse_copies_only_runs_with_the_same_settings(prepared, tmp_path, monke
     (tmp_path / "d12" / "runs" / "comirec-sa-seed0").mkdir(parents=True)
     (tmp_path / "d12" / "runs" / "comirec-sa-seed0" / "log.jsonl").write_text("{}\n")
     lines = []
-    doc = run_benchmark(["sasrec", "comirec-sa"], out_dir=tmp_path / "d12", overrides=smaller, reuse=[tmp_path / "main"],
-                        **{**quiet, "log": lines.append}).document
+    doc = run_benchmark(["sasrec", "comirec-sa"], out_dir=tmp_path / "d12", overrides=smaller,
+                        reuse=[tmp_path / "main"], **{**quiet, "log": lines.append}).document
     assert trained == ["SASRec", "SASRec"]  # two epochs of SASRec at D = 12, none of ComiRec-SA
     source = tmp_path / "main" / "runs" / "comirec-sa-seed0"
     copied = {r["model"]: r for r in doc["runs"]}["comirec-sa"]
