@@ -180,16 +180,16 @@ def converged() -> str:
             cells.append(format_seconds(s["train_seconds"]["mean"]) if trained else "-")
             lines.append(row(cells))
         lines += _history_ranked_rows(doc, paper=folder.startswith("ml1m"))
+        copies = [Path(r["reused_from"]).parent.parent.name for r in doc["runs"] if r.get("reused_from")]
         total = sum(r.get("train_seconds") or 0.0 for r in doc["runs"] if not r.get("reused_from"))
-        reused = sorted({Path(r["reused_from"]).parent.parent.name for r in doc["runs"] if r.get("reused_from")})
-        n_reused = sum(bool(r.get("reused_from")) for r in doc["runs"])
         n_runs = len(doc["runs"]) + len(doc["pending"]) + len(doc["failed"])
         seeds_of: dict[str, list[str]] = {}
         for run_name in doc["pending"]:  # "comirec-sa-seed2" -> comirec-sa: 2
             model, _, seed = run_name.rpartition("-seed")
             seeds_of.setdefault(model, []).append(seed)
         waiting = "; ".join(f"{m} (seed {', '.join(v)})" for m, v in seeds_of.items()) or "none"
-        copied = f" ({n_reused} of them the same runs as in `{'`, `'.join(reused)}`, copied)" if n_reused else ""
+        copied = (f" ({len(copies)} of them the same runs as in `{'`, `'.join(sorted(set(copies)))}`, copied)"
+                  if copies else "")
         lines += ["", f"{len(doc['runs'])} of {n_runs} runs finished{copied}, trained for {format_seconds(total)} "
                   f"in all (every sitting's epochs); not finished yet: {waiting}."]
         parts.append("\n".join(lines))

@@ -125,8 +125,8 @@ def document(head: dict[str, Any], records: dict[str, dict[str, Any]], specs: li
            "pending": sorted(names - set(records))}
     doc["versus"] = versus(doc)
     # the training time of every finished run, all its sittings' epochs (a run resumed across sittings counts
-    # the epochs of each): what the table cost, also when no single invocation ran it from start to end, where
-    # the epochs of each); a run copied from another benchmark (``reused_from``) cost nothing here
+    # the epochs of each): what the table cost, also when no single invocation ran it from start to end; a run
+    # copied from another benchmark (``reused_from``) cost nothing here and is counted apart
     trained = [r for r in done if not r.get("reused_from")]
     doc["compute"] = {"runs": len(trained), "reused": len(done) - len(trained),
                       "train_seconds": round(sum(r.get("train_seconds") or 0.0 for r in trained), 1)}
