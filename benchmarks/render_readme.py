@@ -151,7 +151,7 @@ def converged() -> str:
     """The converged tables as far as they have run: per table, one row per model with the seeds finished so
     far, the epochs trained (best), the sort metric against SINE with whether the gap is beyond the seeds'
     spread, and what has not finished yet (benchmarks/converged/FOLDER/results.json)."""
-    from sinerec.benchmark.report import format_seconds
+    from sinerec.benchmark.report import at_ceiling, ceiling_note, format_seconds
 
     parts = []
     for folder, title, metrics in CONVERGED:
@@ -163,6 +163,7 @@ def converged() -> str:
         summary, sort_by, versus = doc["summary"], doc["sort_by"], doc.get("versus") or {}
         spread = {b["model"]: b["within_spread"] for b in versus.get("beaten_by", {}).get(sort_by, [])}
         best = {m: max(summary[n]["test"][m]["mean"] for n in doc["ranking"]) for m in metrics}
+        ceiling = at_ceiling(doc)
         head = ["model", "seeds", *metrics, "epochs (best)", f"{sort_by} vs SINE", "train time / run"]
         lines = [f"**{title}** (`benchmarks/converged/{folder}/`):", "", row(head),
                  "|---|" + "---:|" * (len(head) - 1)]
@@ -173,12 +174,15 @@ def converged() -> str:
                                                     None if one else 100 * s["test"][m]["std"],
                                                     bold=s["test"][m]["mean"] == best[m]) for m in metrics)]
             trained = s["epochs"] and s["epochs"]["mean"]
-            cells.append(f"{s['epochs']['mean']:.0f} ({s['best_epoch']['mean']:.0f})" if trained else "-")
+            cells.append(f"{s['epochs']['mean']:.0f} ({s['best_epoch']['mean']:.0f})"
+                         + ("†" if name in ceiling else "") if trained else "-")
             rel = (versus.get("relative") or {}).get(name, {}).get(sort_by)
             note = " (within spread)" if spread.get(name) else ""
             cells.append("-" if rel is None else f"{100 * rel:+.1f}%{note}")
             cells.append(format_seconds(s["train_seconds"]["mean"]) if trained else "-")
             lines.append(row(cells))
+        if note := ceiling_note(doc):
+            lines += ["", note]
         lines += _history_ranked_rows(doc, paper=folder.startswith("ml1m"))
         copies = [Path(r["reused_from"]).parent.parent.name for r in doc["runs"] if r.get("reused_from")]
         total = sum(r.get("train_seconds") or 0.0 for r in doc["runs"] if not r.get("reused_from"))

@@ -381,3 +381,23 @@ def test_runs_are_also_scored_with_the_history_ranked_as_the_official_code_does(
     doc = run_benchmark(["mostpop"], **{**run, "out_dir": tmp_path / "comirec", "prepared": comirec}).document
     assert "test_history_ranked" not in doc["runs"][0] and "test_history_ranked" not in doc["summary"]["mostpop"]
     assert "history ranked" not in (tmp_path / "comirec" / "results.md").read_text()
+
+
+def test_a_run_that_ends_at_its_epoch_ceiling_without_early_stopping_is_marked(prepared, tmp_path):
+    from sinerec.benchmark.report import at_ceiling, format_table, markdown_document
+
+    # patience 5 cannot fire in 2 epochs: the run ends at its ceiling and may still have been improving
+    doc = run_benchmark(["mostpop", "sasrec"], out_dir=tmp_path, seeds=[0], prepared=prepared,
+                        overrides=[*TINY, "train.patience=5"], isolate=False, log=lambda line: None).document
+    assert at_ceiling(doc) == {"sasrec": [0]}  # mostpop trains no epoch
+    md = markdown_document(doc)
+    row = next(line for line in md.splitlines() if "| sasrec |" in line)
+    assert "2 (" in row and ")†" in row
+    # the note is a paragraph of its own: in Markdown a line right under a table would be one more row
+    assert "\n\n† reached its epoch ceiling" in format_table(doc, markdown=True)
+    assert "sasrec (seed 0)" in md
+    # with patience 1 early stopping can end a 2-epoch run, so only a run whose last epoch was its best is marked
+    for r in doc["runs"]:
+        r["best_epoch"] = 1
+    doc["settings"]["sasrec"]["resolved"]["train"]["patience"] = 1
+    assert at_ceiling(doc) == {} and "†" not in format_table(doc, markdown=False)

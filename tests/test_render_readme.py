@@ -95,3 +95,14 @@ def test_converged_tables_show_what_has_finished_and_what_has_not(tmp_path, monk
     assert ("4 of 7 runs finished (2 of them the same runs as in `beauty-loo`, copied), trained for 11m 30s in all "
             "(every sitting's epochs); not finished yet: sasrec (seed 1, 2); comirec-sa (seed 0).") in \
         r.converged().splitlines()
+    # a run that trained every epoch allowed without early stopping firing is marked: not known to be converged
+    doc["runs"][0] = {"model": "sasrec", "seed": 0, "epochs": 20, "best_epoch": 17, "train_seconds": 600.0}
+    doc["settings"] = {"sasrec": {"resolved": {"train": {"epochs": 20, "patience": 3}}}}
+    (folder / "results.json").write_text(json.dumps(doc))
+    assert "| 20 (17) |" in r.converged()  # stopped at the ceiling, but by early stopping (3 epochs past its best)
+    doc["runs"][0]["best_epoch"] = 18
+    (folder / "results.json").write_text(json.dumps(doc))
+    lines = r.converged().splitlines()
+    assert any("| 20 (17)† |" in line for line in lines)
+    assert ("† reached its epoch ceiling with the best validation epoch among its last train.patience epochs, so "
+            "early stopping did not end it and it may still have been improving: sasrec (seed 0).") in lines

@@ -187,6 +187,31 @@ def versus_text(doc: dict[str, Any]) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------- formatting
+def at_ceiling(doc: dict[str, Any]) -> dict[str, list[int]]:
+    """Per model, the seeds whose run trained every epoch it was allowed (``train.epochs``) without early
+    stopping firing (its last ``train.patience`` epochs include its best): a run that may still have been
+    improving, which a table of converged models must not count as converged."""
+    out: dict[str, list[int]] = {}
+    for r in doc.get("runs", []):
+        if "model" not in r:
+            continue
+        train = doc.get("settings", {}).get(r["model"], {}).get("resolved", {}).get("train", {})
+        cap, patience, epochs = train.get("epochs"), train.get("patience"), r.get("epochs") or 0
+        if cap and epochs >= cap and (patience is None or epochs - (r.get("best_epoch") or 0) < patience):
+            out.setdefault(r["model"], []).append(r["seed"])
+    return {m: sorted(seeds) for m, seeds in out.items()}
+
+
+def ceiling_note(doc: dict[str, Any]) -> str | None:
+    """The line that explains the table's ``†`` (``at_ceiling``), or None when no run reached the ceiling."""
+    hit = at_ceiling(doc)
+    if not hit:
+        return None
+    runs = "; ".join(f"{m} (seed {', '.join(map(str, seeds))})" for m, seeds in hit.items())
+    return (f"† reached its epoch ceiling with the best validation epoch among its last train.patience epochs, "
+            f"so early stopping did not end it and it may still have been improving: {runs}.")
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -218,6 +243,7 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
         if doc["ranking"] else {}
     v = _versus_column(doc)
     sort_key = doc["sort_by"]
+    ceiling = at_ceiling(doc)
     columns = ["#", "model", *metrics, *([f"{sort_key} vs {v['reference']}"] if v else []),
                "epochs (best)", "train time", "ex/s", "peak memory"]
     rows = []
@@ -234,7 +260,7 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
             rel = v["relative"].get(name, {}).get(sort_key)
             cells.append("-" if name == v["reference"] or rel is None else f"{100 * rel:+.1f}%")
         epochs = "-" if not s["epochs"] or not s["epochs"]["mean"] else \
-            f"{s['epochs']['mean']:.3g} ({s['best_epoch']['mean']:.3g})"
+            f"{s['epochs']['mean']:.3g} ({s['best_epoch']['mean']:.3g})" + ("†" if name in ceiling else "")
         rate = s["examples_per_second"]
         cells += [epochs, format_seconds(s["train_seconds"]["mean"]) if s["epochs"] and s["epochs"]["mean"] else "-",
                   f"{rate['mean']:,.0f}" if rate else "-", format_bytes(s["peak_rss_bytes"])]
@@ -263,11 +289,12 @@ def format_table(doc: dict[str, Any], markdown: bool) -> str:
         lines.append("* best mean of the column")
         if (text := versus_text(doc)) is not None:
             lines.append(text)
-    for r in doc["failed"]:
-        lines.append(f"FAILED: {r['model']} seed {r['seed']} ({r['error']}; log {r['log']})")
+    after = [note for note in [ceiling_note(doc)] if note]
+    after += [f"FAILED: {r['model']} seed {r['seed']} ({r['error']}; log {r['log']})" for r in doc["failed"]]
     if doc["pending"]:
-        lines.append(f"not run yet: {', '.join(doc['pending'])}")
-    return "\n".join(lines)
+        after.append(f"not run yet: {', '.join(doc['pending'])}")
+    # in Markdown a line right under a table would be read as one more row
+    return "\n".join(lines + ([""] if markdown and after else []) + after)
 
 
 def history_ranked_table(doc: dict[str, Any]) -> str | None:
