@@ -181,8 +181,8 @@ def converged() -> str:
             cells.append("-" if rel is None else f"{100 * rel:+.1f}%{note}")
             cells.append(format_seconds(s["train_seconds"]["mean"]) if trained else "-")
             lines.append(row(cells))
-        if note := ceiling_note(doc):
-            lines += ["", note]
+        if explained := ceiling_note(ceiling):
+            lines += ["", explained]
         lines += _history_ranked_rows(doc, paper=folder.startswith("ml1m"))
         copies = [Path(r["reused_from"]).parent.parent.name for r in doc["runs"] if r.get("reused_from")]
         total = sum(r.get("train_seconds") or 0.0 for r in doc["runs"] if not r.get("reused_from"))

@@ -276,7 +276,8 @@ def test_versus_sine_by_hand():
     summary = {"sasrec": _summary(0.25, 0.01, 0.101, 0.002), "gru4rec": _summary(0.22, 0.0, 0.09, 0.01),
                "sine": _summary(0.20, 0.01, 0.10, 0.005), "mostpop": _summary(0.04, 0.0, 0.02, 0.0)}
     doc = {"protocol": {"name": "loo"}, "sort_by": "NDCG@10", "summary": summary,
-           "ranking": ["sasrec", "sine", "gru4rec", "mostpop"], "seeds": [0, 1, 2], "failed": [], "pending": []}
+           "ranking": ["sasrec", "sine", "gru4rec", "mostpop"], "seeds": [0, 1, 2], "runs": [], "failed": [],
+           "pending": []}
     v = versus(doc)
     assert v["metrics"] == ["HR@10", "NDCG@10"]
     assert v["relative"]["sasrec"]["HR@10"] == pytest.approx(0.25)
@@ -289,7 +290,7 @@ def test_versus_sine_by_hand():
     doc["versus"] = v
     assert versus_text(doc) == ("Where sine loses (test means, relative to sine's): HR@10 to sasrec +25.0%, "
                                 "gru4rec +10.0%; NDCG@10 to sasrec +1.0% (within the seeds' spread).")
-    columns, rows = table_rows(doc, markdown=True)
+    columns, rows = table_rows(doc, markdown=True, ceiling={})
     col = columns.index("NDCG@10 vs sine")
     assert [r[col] for r in rows] == ["+1.0%", "-", "-10.0%", "-80.0%"]
 

@@ -71,7 +71,8 @@ def test_converged_tables_show_what_has_finished_and_what_has_not(tmp_path, monk
            "summary": {"sasrec": summary(1, 0.15, 0.0, 20, 17, 600.0), "sine": summary(3, 0.14, 0.004, 11.0, 8.0, 90)},
            "versus": {"relative": {"sasrec": {"NDCG@10": 0.15 / 0.14 - 1}},
                       "beaten_by": {"NDCG@10": [{"model": "sasrec", "relative": 0.0714, "within_spread": True}]}},
-           "runs": [{"train_seconds": 600.0}, *[{"train_seconds": 90.0}] * 3],
+           "runs": [{"model": "sasrec", "seed": 0, "train_seconds": 600.0},
+                    *[{"model": "sine", "seed": s, "train_seconds": 90.0} for s in range(3)]],
            "pending": ["sasrec-seed1", "sasrec-seed2", "comirec-sa-seed0"], "failed": []}
     ranked = {m: {"mean": 0.07, "std": 0.002} for m in r.FOUR}
     doc["summary"]["sine"]["test_history_ranked"] = {**ranked, "n_seeds": 2}  # one run recorded before it existed
@@ -90,7 +91,8 @@ def test_converged_tables_show_what_has_finished_and_what_has_not(tmp_path, monk
             "sasrec (seed 1, 2); comirec-sa (seed 0).") in lines
     assert "**Amazon Beauty, ComiRec's protocol**: not started yet." in lines
     # runs copied from another table (--reuse) are counted as finished but not as time spent on this table
-    doc["runs"][1:3] = [{"train_seconds": 90.0, "reused_from": "benchmarks/converged/beauty-loo/runs/sine-seed0"}] * 2
+    doc["runs"][1:3] = [{"model": "sine", "seed": s, "train_seconds": 90.0,
+                         "reused_from": f"benchmarks/converged/beauty-loo/runs/sine-seed{s}"} for s in range(2)]
     (folder / "results.json").write_text(json.dumps(doc))
     assert ("4 of 7 runs finished (2 of them the same runs as in `beauty-loo`, copied), trained for 11m 30s in all "
             "(every sitting's epochs); not finished yet: sasrec (seed 1, 2); comirec-sa (seed 0).") in \

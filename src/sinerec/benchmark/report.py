@@ -192,9 +192,7 @@ def at_ceiling(doc: dict[str, Any]) -> dict[str, list[int]]:
     stopping firing (its last ``train.patience`` epochs include its best): a run that may still have been
     improving, which a table of converged models must not count as converged."""
     out: dict[str, list[int]] = {}
-    for r in doc.get("runs", []):
-        if "model" not in r:
-            continue
+    for r in doc["runs"]:
         train = doc.get("settings", {}).get(r["model"], {}).get("resolved", {}).get("train", {})
         cap, patience, epochs = train.get("epochs"), train.get("patience"), r.get("epochs") or 0
         if cap and epochs >= cap and (patience is None or epochs - (r.get("best_epoch") or 0) < patience):
@@ -202,9 +200,9 @@ def at_ceiling(doc: dict[str, Any]) -> dict[str, list[int]]:
     return {m: sorted(seeds) for m, seeds in out.items()}
 
 
-def ceiling_note(doc: dict[str, Any]) -> str | None:
-    """The line that explains the table's ``†`` (``at_ceiling``), or None when no run reached the ceiling."""
-    hit = at_ceiling(doc)
+def ceiling_note(hit: dict[str, list[int]]) -> str | None:
+    """The line that explains the table's ``†`` (``hit``: what ``at_ceiling`` gives), or None when no run
+    reached the ceiling."""
     if not hit:
         return None
     runs = "; ".join(f"{m} (seed {', '.join(map(str, seeds))})" for m, seeds in hit.items())
@@ -236,14 +234,15 @@ def table_metrics(doc: dict[str, Any]) -> list[str]:
     return [f"{f}@{k}" for f in fams for k in TABLE_KS if f"{f}@{k}" in computed]
 
 
-def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[list[str]]]:
-    """Column names and rows (ranked, the best mean per metric marked: bold in Markdown, ``*`` in text)."""
+def table_rows(doc: dict[str, Any], markdown: bool,
+               ceiling: dict[str, list[int]]) -> tuple[list[str], list[list[str]]]:
+    """Column names and rows (ranked, the best mean per metric marked: bold in Markdown, ``*`` in text; a
+    model in ``ceiling``, what ``at_ceiling`` gives, with ``†`` by its epochs)."""
     metrics = table_metrics(doc)
     best = {m: max(doc["summary"][n]["test"][m]["mean"] for n in doc["ranking"]) for m in metrics} \
         if doc["ranking"] else {}
     v = _versus_column(doc)
     sort_key = doc["sort_by"]
-    ceiling = at_ceiling(doc)
     columns = ["#", "model", *metrics, *([f"{sort_key} vs {v['reference']}"] if v else []),
                "epochs (best)", "train time", "ex/s", "peak memory"]
     rows = []
@@ -270,7 +269,8 @@ def table_rows(doc: dict[str, Any], markdown: bool) -> tuple[list[str], list[lis
 
 def format_table(doc: dict[str, Any], markdown: bool) -> str:
     """The results table: Markdown (for results.md) or aligned plain text (for the terminal), with a title."""
-    columns, rows = table_rows(doc, markdown)
+    ceiling = at_ceiling(doc)
+    columns, rows = table_rows(doc, markdown, ceiling)
     n_seeds = len(doc["seeds"])
     title = (f"{doc['dataset']['name']}, protocol {doc['protocol']['name']}: test metrics in %, mean ± std over "
              f"{n_seeds} seed{'s' if n_seeds > 1 else ''}, sorted by {doc['sort_by']}")
@@ -289,7 +289,7 @@ def format_table(doc: dict[str, Any], markdown: bool) -> str:
         lines.append("* best mean of the column")
         if (text := versus_text(doc)) is not None:
             lines.append(text)
-    after = [note for note in [ceiling_note(doc)] if note]
+    after = [note for note in [ceiling_note(ceiling)] if note]
     after += [f"FAILED: {r['model']} seed {r['seed']} ({r['error']}; log {r['log']})" for r in doc["failed"]]
     if doc["pending"]:
         after.append(f"not run yet: {', '.join(doc['pending'])}")
