@@ -223,6 +223,31 @@ def test_resumed_benchmark_keeps_the_measured_date_and_wall_time(prepared, tmp_p
     assert "2020-01-02 03:04 UTC; wall time 16m 4" in (tmp_path / "results.md").read_text()
 
 
+def test_report_only_tabulates_the_finished_runs_and_trains_nothing(prepared, tmp_path, monkeypatch):
+    """Two invocations training other models into one folder each write their own models' table; a report-only
+    pass writes the whole table from what has finished, lists the rest as not run yet and trains nothing."""
+    run = dict(out_dir=tmp_path, seeds=[0], prepared=prepared, overrides=TINY, isolate=False, log=lambda line: None)
+    with pytest.raises(ConfigError, match="report only: no run of these models.*has finished"):
+        run_benchmark(["mostpop"], report_only=True, **run)
+    assert not (tmp_path / "results.json").exists()
+    run_benchmark(["mostpop"], **run)
+    sasrec = run_benchmark(["sasrec"], **run).document  # the second invocation's table has sasrec alone
+    assert [r["model"] for r in sasrec["runs"]] == ["sasrec"]
+    trained = []
+    monkeypatch.setattr(Trainer, "train_epoch",
+                        lambda self, *a, **k: trained.append(self) or TRAIN_EPOCH(self, *a, **k))
+    lines = []
+    doc = run_benchmark(["mostpop", "sasrec", "comirec-sa"], report_only=True,
+                        **{**run, "log": lines.append}).document
+    assert trained == [] and not (tmp_path / "runs" / "comirec-sa-seed0").exists()
+    assert {r["model"]: r["test"] for r in doc["runs"]}["sasrec"] == sasrec["runs"][0]["test"]
+    assert doc["pending"] == ["comirec-sa-seed0"] and "wall_seconds" in sasrec and "wall_seconds" in doc
+    assert doc["wall_seconds"] == sasrec["wall_seconds"]  # a report adds no time
+    assert any("report only: 2 of 3 runs finished, 1 listed as not run yet" in line for line in lines)
+    table = (tmp_path / "results.md").read_text()
+    assert "| mostpop |" in table and "| sasrec |" in table and "not run yet: comirec-sa-seed0" in table
+
+
 def test_reuse_copies_only_runs_with_the_same_settings(prepared, tmp_path, monkeypatch):
     """--reuse: a run another benchmark finished with the very same settings and data is copied in, trained by
     nobody, with its record and metrics; a run of the same name with other settings is trained here instead."""

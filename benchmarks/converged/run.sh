@@ -17,7 +17,9 @@
 # invocations on different tables can run side by side (JOBS=1 each on two cores). MODELS reorders the models (a
 # comma list; default below): e.g. the two ComiRec models first, to settle the criterion that compares them. An
 # invocation's results.* list the models it was given; rerunning with the default list reuses every finished run
-# and writes the whole table again.
+# and writes the whole table again. Two invocations may also share one table with disjoint MODELS (e.g.
+# MODELS=sasrec,caser beside MODELS=comirec-sa,comirec-dr); REPORT_ONLY=1 then writes each chosen table whole from
+# the runs finished so far (and its history.json), training nothing (`sinerec benchmark --report-only`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -39,6 +41,7 @@ common=(--models "$MODELS" --order model
         --seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
         --set "train.amp=\"$AMP\"")
 if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); fi
+if [ -n "${REPORT_ONLY:-}" ]; then common+=(--report-only); fi
 beauty=(--set sasrec:model_params.dropout=0.5)
 comirec=(--protocol comirec --set data.min_item_count=5 --set data.min_user_count=5 --set data.kcore_iterative=false)
 same_size=(--set sine:model_params.dim=64 --set sasrec:model_params.dim=64 --set gru4rec:model_params.dim=64

@@ -54,7 +54,7 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
                   data: dict[str, Any] | None = None, protocol: str | None = None, overrides: Sequence[str] = (),
                   prepared: Prepared | None = None, jobs: int = 1, threads: int | None = None,
                   isolate: bool = True, quick: bool = False, sort_by: str = "NDCG@10", order: str = "seed",
-                  reuse: Sequence[str | Path] = (), command: str | None = None,
+                  reuse: Sequence[str | Path] = (), report_only: bool = False, command: str | None = None,
                   log: Log = logger.info) -> BenchmarkResult:
     """Train every model in ``models`` (default: all registered) once per seed on one dataset and split.
 
@@ -79,6 +79,9 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
         reuse: output folders of other benchmarks; a run not finished here that one of them finished with the
             very same settings, data and split is copied in (its record says ``reused_from``) instead of being
             trained again, e.g. the runs a same-embedding-size table shares with the main table.
+        report_only: train nothing: write the tables from the runs already finished in ``out_dir`` (and those
+            ``reuse`` copies in), the others listed as not run yet; e.g. the whole table while invocations
+            with other ``models`` are still training into the same folder. An error if none is finished.
         command: the command line to record in the results.
         log: receives progress lines.
     Returns:
@@ -120,7 +123,6 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
     log(f"data: {d.name}: {d.num_users:,} users, {d.num_items:,} items, {d.num_interactions:,} interactions "
         f"(fingerprint {d.fingerprint()}); protocol {prepared.split.protocol.name} "
         f"(split {prepared.split.fingerprint}), {len(prepared.split.train):,} training examples")
-    data_dir = write_shared_data(out_dir / "data", prepared) if isolate else None
 
     configs = {s: first if s == seeds[0] else configs_for(s) for s in seeds}
     pairs = [(m, s) for s in seeds for m in models] if order == "seed" else [(m, s) for m in models for s in seeds]
@@ -144,10 +146,13 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
         log(f"{len(copied)} finished runs with the same settings and data copied from "
             f"{', '.join(map(str, sources))}: {', '.join(copied)}")
     todo = [s for s in specs if s.run_dir.name not in records]
-    earlier = 0.0
-    if records and (before := _earlier_results(out_dir / "results.json", header)) is not None:
-        earlier = float(before.get("wall_seconds", 0.0))
+    if report_only and not records:
+        raise ConfigError(f"benchmark: report only: no run of these models, seeds and settings has finished in "
+                          f"{out_dir / 'runs'}: nothing to tabulate")
+    before = _earlier_results(out_dir / "results.json", header) if records else None
+    if before is not None:
         header["date"] = before["date"]  # when the reused runs were measured
+    earlier = float(before.get("wall_seconds", 0.0)) if before is not None else 0.0
     started = time.perf_counter()
 
     def on_done(spec: RunSpec, record: dict[str, Any]) -> None:
@@ -161,10 +166,19 @@ def run_benchmark(models: Sequence[str] | None = None, *, out_dir: str | Path, s
             log(f"FAILED {spec.model} seed {spec.seed}: {record['error']}; see {record['log']}")
         report.write_tables(out_dir, report.document(header, records, specs, sort_by))  # progress so far
 
-    run_all(todo, prepared, data_dir, jobs, on_done)
+    if report_only:
+        log(f"report only: {len(records)} of {len(specs)} runs finished, {len(todo)} listed as not run yet; "
+            f"nothing trained")
+    else:
+        data_dir = write_shared_data(out_dir / "data", prepared) if isolate else None
+        run_all(todo, prepared, data_dir, jobs, on_done)
     doc = report.document(header, records, specs, sort_by)
-    # a resumed benchmark: the wall time of the invocations that finished before, plus this one's
-    doc["wall_seconds"] = round(earlier + time.perf_counter() - started, 1)
+    # a resumed benchmark: the wall time of the invocations that finished before, plus this one's (a report
+    # only adds none, and records none where no invocation has finished yet)
+    if not report_only:
+        doc["wall_seconds"] = round(earlier + time.perf_counter() - started, 1)
+    elif before is not None and "wall_seconds" in before:
+        doc["wall_seconds"] = before["wall_seconds"]
     files = report.write_tables(out_dir, doc)
     chart = report.write_chart(out_dir / "chart.png", doc)
     if chart is None:

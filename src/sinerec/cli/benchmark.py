@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
                    help="another benchmark's output folder: a run it finished with the very same settings and "
                         "data is copied in instead of trained again (repeatable)")
     p.add_argument("--quick", action="store_true", help="one short epoch per run: a smoke test, not a measurement")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the tables of --out from the runs already finished there, the others "
+                        "listed as not run yet (e.g. while other invocations train other models into it)")
     p.set_defaults(handler=cmd_benchmark)
 
 
@@ -53,7 +56,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                             Path(args.prepared).name if args.prepared else "ml-latest-small")
     default_out = Path("runs") / f"benchmark-{name}-{args.protocol}{'-quick' if args.quick else ''}"
     out = Path(args.out) if args.out else default_out
-    # the exact command, every choice spelled out, so that the results say how to reproduce them
+    # the exact command, every choice spelled out, so that the results say how to reproduce them (--report-only
+    # left out: the runs a report tabulates were trained by this command without it)
     command = ["sinerec", "benchmark", "--models", ",".join(models)]
     for opt in ("dataset", "data_dir", "path", "format", "prepared"):
         if getattr(args, opt) is not None:
@@ -73,7 +77,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     result = run_benchmark(models, out_dir=out, seeds=seeds, protocol=args.protocol,
                            overrides=data_overrides(args) + data + args.overrides, jobs=args.jobs, threads=args.threads,
                            quick=args.quick, sort_by=args.sort_by, order=args.order, reuse=args.reuse,
-                           command=shlex.join(command))
+                           report_only=args.report_only, command=shlex.join(command))
     print()
     print(result.table)
     print(f"\nresults in {out}:")
