@@ -20,12 +20,15 @@
 # and writes the whole table again. Two invocations may also share one table with disjoint MODELS (e.g.
 # MODELS=sasrec,caser beside MODELS=comirec-sa,comirec-dr); REPORT_ONLY=1 then writes each chosen table whole from
 # the runs finished so far (and its history.json), training nothing (`sinerec benchmark --report-only`).
+# SEEDS (default 0,1,2) picks seeds the same way: two invocations may share one model with disjoint SEEDS
+# (e.g. MODELS=sasrec SEEDS=0,1 beside MODELS=sasrec SEEDS=2), to put a slow model's seeds on both cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_WAIT_POLICY=PASSIVE
 SINEREC=${SINEREC:-.venv/bin/sinerec}
 DATA=${DATA:-../shared/data}
 JOBS=${JOBS:-2}
+SEEDS=${SEEDS:-0,1,2}
 DEVICE=${DEVICE:-auto}
 AMP=${AMP:-off}
 SUFFIX=${OUT_SUFFIX:-}
@@ -38,7 +41,7 @@ done
 # soon as it appears; SINE first, then what the issue's criteria compare it with (YouTube DNN and MIND), then the rest
 MODELS=${MODELS:-mostpop,sine,youtubednn,mind,gru4rec,sasrec,caser,comirec-sa,comirec-dr}
 common=(--models "$MODELS" --order model
-        --seeds 0,1,2 --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
+        --seeds "$SEEDS" --jobs "$JOBS" --set train.epochs=60 --set train.patience=3 --set "train.device=\"$DEVICE\""
         --set "train.amp=\"$AMP\"")
 if [ "$DEVICE" = "auto" ] || [ "$DEVICE" = "cpu" ]; then common+=(--threads 1); fi
 if [ -n "${REPORT_ONLY:-}" ]; then common+=(--report-only); fi
